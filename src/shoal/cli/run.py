@@ -1,0 +1,64 @@
+"""`shoal run PROJECT`: process a project's inputs on the embedded engine."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shoal.middleware import Middleware
+
+Project = Annotated[Path, typer.Argument(help="project folder holding pipeline.py", show_default=False)]
+Inputs = Annotated[
+    list[str] | None,
+    typer.Option("--input", "-i", help="folder, glob, file, list of URIs, CSV/JSONL, or URL; repeatable"),
+]
+Workers = Annotated[int | None, typer.Option("--workers", "-w", help="worker processes [default: CPU count]")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="run folder [default: ./shoal-runs/JOB_ID]")]
+Retries = Annotated[int | None, typer.Option(help="attempts after the first failure [default: 2]")]
+Timeout = Annotated[float | None, typer.Option(help="seconds one item may take before its worker is replaced")]
+Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
+New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
+Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
+Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+def run_command(
+    project: Project,
+    inputs: Inputs = None,
+    workers: Workers = None,
+    out: Out = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    limit: Limit = None,
+    new: New = False,
+    db: Db = None,
+    debug: Debug = False,
+) -> int:
+    """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
+    from shoal.cli._progress import BarProgress, LineProgress
+    from shoal.cli._summary import print_summary
+    from shoal.runner import run
+    from shoal.store import Ledger
+
+    console = Console(stderr=True)
+    progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
+    flags = {"workers": workers, "out": out, "retries": retries, "timeout": timeout, "limit": limit, "db_url": db}
+    result = run(project, inputs, middleware=[progress], new=new or None, **flags)
+    if result.reused:
+        console.print(
+            f"job {result.job_id} already ran over these inputs ({result.state}); its results are in "
+            f"{result.out}. Add --new to run it again."
+        )
+    if result.state == "interrupted":
+        console.print(f"[yellow]interrupted[/]: run the same command again to resume job {result.job_id}")
+    if result.report is not None:
+        ledger = Ledger(result.db)
+        try:
+            print_summary(Console(file=sys.stdout), ledger, result.job_id, result.report, result.out)
+        finally:
+            ledger.close()
+    return result.exit_code

@@ -1,0 +1,422 @@
+"""The coordinator: the single writer of a job's ledger rows and the judge of every outcome.
+
+It reads inputs a batch at a time, hands chunks to the engine within a bounded window, and
+decides what each outcome means: success, a retry after backoff, a batch to split so one bad
+item cannot fail its neighbours, or a final failure with a cause.
+
+Writes are batched. A new item is staged in memory for up to STAGE_S seconds before its row is
+inserted, so an item that finishes quickly is written once, with its outcome, instead of
+inserted and then updated. The job's input watermark only moves past entries whose rows are
+written, so a coordinator killed with items staged re-reads those entries on the next run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shoal._json import dumps, loads
+from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.errors import WorkerStartError
+from shoal.middleware import Middleware, Progress
+from shoal.pipeline import Pipeline
+from shoal.sources import Entry
+from shoal.store import JobRecord, Ledger
+from shoal.store.rows import (
+    ATTEMPTS,
+    SEQ,
+    STATUS,
+    apply_failure,
+    apply_success,
+    failure_row,
+    new_item,
+    succeeded_row,
+)
+from shoal.wire import JobSpec, WireItem
+
+INGEST_BATCH = 2000  #: input entries read per step
+READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
+MAX_CHUNK = 1024  #: items per chunk, for the cheapest items
+TARGET_CHUNK_S = 0.1  #: seconds of work a chunk should hold once item times are known
+ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
+COMMIT_EVERY = 0.2  #: seconds between ledger commits
+STAGE_S = 1.0  #: seconds a new item may wait in memory for its outcome before its row is written
+HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the run is alive
+TICK = 0.1  #: seconds between progress updates
+MAX_BACKOFF = 300.0  #: seconds
+MAX_LOSSES = 3  #: times an item may be lost with a dying worker before it is blamed
+_STAGED_AT = -1  #: staged rows carry the time they were staged after their fields
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 2  #: attempts after the first
+    backoff: float = 1.0  #: seconds before the first retry; doubles each time
+
+    def delay(self, attempt: int) -> float:
+        return float(min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)))
+
+
+class Coordinator:
+    """Runs one job to completion (or until asked to stop) on an engine."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        job: JobRecord,
+        engine: Engine,
+        spec: JobSpec,
+        pipeline: Pipeline,
+        entries: Iterator[Entry],
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        middleware: Middleware | None = None,
+        settle_s: float = 5.0,
+    ) -> None:
+        self.ledger, self.job, self.engine, self.spec = ledger, job, engine, spec
+        self.stage_names = [s.name for s in pipeline.stages]
+        self.group = pipeline.group_size
+        self.policy = policy
+        self.middleware = middleware or Middleware()
+        self.settle_s = settle_s
+        self._entries: Iterator[Entry] | None = entries
+        self._next_seq = job.entries
+        self._resume_after: int | None = -1  #: ledger seq cursor while re-reading pending items
+        self._maybe_known = job.entries > 0  #: the ledger may hold items the inputs repeat
+        self._staged: dict[str, list[Any]] = {}  #: new item rows not yet written, in input order
+        self._ready: deque[WireItem] = deque()
+        self._solo: deque[WireItem] = deque()  #: items that must run alone (their batch failed)
+        self._delayed: list[tuple[float, int, WireItem]] = []  #: retries waiting out their backoff
+        self._inflight: dict[int, dict[str, WireItem]] = {}
+        self._isolated: set[str] = set()
+        self._losses: Counter[str] = Counter()
+        self._succeeded: list[tuple[Any, ...]] = []
+        self._unfinished: list[tuple[Any, ...]] = []
+        self._events: list[dict[str, Any]] = []
+        self._chunk_ids = itertools.count(1)
+        self._ticket = itertools.count()
+        self._item_s: float | None = None  #: moving average of an item's stage seconds
+        self._last_commit = self._last_tick = time.monotonic()
+        self._stop_at: float | None = None
+        self.startup_s: float | None = None
+        self.progress = Progress(ingested=job.ingested)
+
+    # --- control -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop dispatching; let items in flight finish for up to settle_s seconds."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic() + self.settle_s
+            self.progress.stopping = True
+
+    def request_abort(self) -> None:
+        """Stop now; items in flight stay pending for the next run."""
+        self._stop_at = time.monotonic()
+        self.progress.stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_at is not None
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> str:
+        """Process the job; returns "finished" or "interrupted"."""
+        counts = self.ledger.counts(self.job.id)
+        p = self.progress
+        p.started, p.done, p.failed = time.monotonic(), counts["succeeded"], counts["failed"]
+        p.total = sum(counts.values())
+        p.done_at_start = p.finished
+        self.middleware.before_run(self.job, self.engine.workers)
+        self.engine.start(self.spec)
+        outcome = "aborted"
+        try:
+            outcome = self._loop()
+        finally:
+            self.engine.stop(kill=outcome != "finished")
+            self._commit(final=True)
+            self.middleware.on_progress(p)
+        return outcome
+
+    def _loop(self) -> str:
+        while True:
+            now = time.monotonic()
+            if self._stop_at is not None:
+                if not self._inflight or now >= self._stop_at:
+                    return "interrupted"
+            else:
+                self._fill()
+                self._release_due(now)
+                self._dispatch()
+                if self._drained():
+                    return "finished"
+            read_ahead = self._can_read_ahead()
+            events = self.engine.poll(0.0 if read_ahead else self._wait(now))
+            for event in events:
+                self._handle(event)
+            if read_ahead and not events:
+                self._ingest()  # nothing to do but wait: read inputs ahead instead
+            self._housekeeping()
+
+    def _can_read_ahead(self) -> bool:
+        return (
+            self._stop_at is None
+            and self._resume_after is None
+            and self._entries is not None
+            and len(self._ready) < READ_AHEAD
+        )
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        since = now - self._last_commit
+        buffered = len(self._succeeded) + len(self._unfinished)
+        if (since >= COMMIT_EVERY and (buffered or self._staged)) or buffered >= 8192 or since >= HEARTBEAT_EVERY:
+            self._commit()
+        if now - self._last_tick >= TICK:
+            self.progress.in_flight = sum(len(c) for c in self._inflight.values())
+            self.middleware.on_progress(self.progress)
+            self._last_tick = now
+
+    def _drained(self) -> bool:
+        return (
+            self._entries is None
+            and self._resume_after is None
+            and not (self._ready or self._solo or self._delayed or self._inflight)
+        )
+
+    def _wait(self, now: float) -> float:
+        if self._delayed:
+            return min(TICK, max(0.0, self._delayed[0][0] - now))
+        return TICK
+
+    # --- reading inputs ----------------------------------------------------------------------
+    def _fill(self) -> None:
+        """Keep enough items ready to fill every worker's window."""
+        want = self.engine.workers * 2 * MAX_CHUNK
+        while len(self._ready) < want:
+            if self._resume_after is not None:
+                self._resume_page()
+            elif self._entries is not None:
+                self._ingest()
+            else:
+                return
+
+    def _resume_page(self) -> None:
+        """Queue items an earlier run left pending (retries included), in input order."""
+        assert self._resume_after is not None
+        rows = self.ledger.pending(self.job.id, self._resume_after, INGEST_BATCH)
+        if not rows:
+            self._resume_after = None
+            return
+        self._resume_after = rows[-1]["seq"]
+        for row in rows:
+            wire: WireItem = {"id": row["id"], "uri": row["uri"], "attempt": row["attempts"] + 1}
+            if row["input"] != row["uri"]:
+                wire["input"] = row["input"]
+            if row["meta"] is not None:
+                wire["meta"] = loads(row["meta"])
+            self._ready.append(wire)
+
+    def _ingest(self) -> None:
+        """Read a batch of input entries; stage the new items, skip the repeats."""
+        assert self._entries is not None
+        batch = list(itertools.islice(self._entries, INGEST_BATCH))
+        known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known else {}
+        staged_at = time.monotonic()
+        for seq, entry in enumerate(batch, start=self._next_seq):
+            if entry.id in self._staged or entry.id in known:
+                continue  # a duplicate, or an item an earlier run recorded (and resumes itself)
+            meta = None if entry.meta is None else dumps(entry.meta)
+            row = new_item(self.job.id, entry.id, seq, entry.input, entry.uri, meta)
+            row.append(staged_at)
+            self._staged[entry.id] = row
+            self.progress.total += 1
+            if entry.error is not None:
+                apply_failure(row, failure_row(self.job.id, entry.id, "failed", 0, _input_error(entry.error)))
+                self.progress.failed += 1
+            else:
+                self._ready.append(_wire(entry))
+        self._next_seq += len(batch)
+        if len(batch) < INGEST_BATCH:
+            self._entries = None
+            self.progress.ingested = True
+
+    # --- dispatching -------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while self.engine.capacity() > 0:
+            if self._solo:
+                items = [self._solo.popleft()]
+            elif self._ready:
+                size = min(self._chunk_size(), len(self._ready))
+                items = [self._ready.popleft() for _ in range(size)]
+            else:
+                return
+            chunk = Chunk(next(self._chunk_ids), items)
+            self._inflight[chunk.id] = {w["id"]: w for w in items}
+            self.engine.submit(chunk)
+
+    def _chunk_size(self) -> int:
+        """Big chunks for cheap items (fewer messages), about TARGET_CHUNK_S of work otherwise,
+        and smaller ones as the end nears so every worker finishes at about the same time."""
+        size = self.group if self._item_s is None else int(TARGET_CHUNK_S / (self._item_s + ITEM_OVERHEAD_S))
+        if self._entries is None and self._resume_after is None:
+            size = min(size, math.ceil(len(self._ready) / (2 * self.engine.workers)))
+        size = max(self.group, min(MAX_CHUNK, size))
+        return -(-size // self.group) * self.group
+
+    def _release_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            wire = heapq.heappop(self._delayed)[2]
+            (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+
+    # --- outcomes ----------------------------------------------------------------------------
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, ItemsDone):
+            self._done(event)
+        elif isinstance(event, ChunkLost):
+            self._lost(event)
+        elif isinstance(event, WorkerReady):
+            if self.startup_s is None:
+                self.startup_s = time.monotonic() - self.progress.started
+        elif isinstance(event, WorkerFailed):
+            raise WorkerStartError(event.message)
+
+    def _done(self, event: ItemsDone) -> None:
+        pending = self._inflight.get(event.chunk_id)
+        if pending is None:
+            return  # a late or repeated report of a chunk already settled
+        job, worker, report, staged = self.job.id, event.worker, event.report, self._staged
+        for item_id, result, start, end, seconds in report.ok:
+            wire = pending.pop(item_id, None)
+            if wire is None:
+                continue  # a repeated delivery, already counted
+            update = succeeded_row(job, item_id, wire.get("attempt", 1), worker, start, end, seconds, result)
+            row = staged.get(item_id)
+            if row is None:
+                self._succeeded.append(update)
+            else:
+                apply_success(row, update)
+            self.progress.done += 1
+        for failure in report.failed:
+            wire = pending.pop(failure["id"], None)
+            if wire is not None:
+                self._failed(wire, failure["error"], worker, failure)
+        if not pending:
+            del self._inflight[event.chunk_id]
+        if len(report):
+            mean = report.took / len(report)
+            self._item_s = mean if self._item_s is None else 0.7 * self._item_s + 0.3 * mean
+        self.middleware.after_report(worker, report)
+
+    def _lost(self, event: ChunkLost) -> None:
+        pending = self._inflight.pop(event.chunk_id, {})
+        suspects = [pending.pop(i) for i in event.suspects if i in pending]
+        for wire in reversed(pending.values()):  # not running when the worker died: not to blame
+            self._losses[wire["id"]] += 1
+            if self._losses[wire["id"]] > MAX_LOSSES:
+                suspects.append(wire)
+            else:
+                (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+        if len(suspects) > 1 and not all(w["id"] in self._isolated for w in suspects):
+            for wire in suspects:  # several ran together: try each alone before blaming any
+                self._isolate(wire, event.worker)
+            return
+        stage = self.stage_names[event.stage] if 0 <= event.stage < len(self.stage_names) else ""
+        if event.kind == "Timeout":
+            message = f"timed out: stage {stage!r} {event.message}" if stage else f"timed out: {event.message}"
+        else:
+            message = f"worker crashed: {event.message}" + (f" while running stage {stage!r}" if stage else "")
+        for wire in suspects:
+            self._failed(wire, {"stage": stage, "type": event.kind, "message": message}, event.worker, None)
+
+    def _isolate(self, wire: WireItem, worker: str) -> None:
+        self._isolated.add(wire["id"])
+        self._solo.append(wire)
+        self._event(wire, "isolated", worker, {}, {})
+
+    def _failed(self, wire: WireItem, error: dict[str, Any], worker: str, timing: dict[str, Any] | None) -> None:
+        if error.get("batch", 1) > 1 and wire["id"] not in self._isolated:
+            self._isolate(wire, worker)
+            return
+        attempt = wire.get("attempt", 1)
+        final = attempt > self.policy.retries or error.get("retry") is False
+        timing = timing or {}
+        times = {
+            "worker": worker,
+            "started": timing.get("start") or None,
+            "finished": timing.get("end") or time.time(),
+            "seconds": timing.get("seconds"),
+        }
+        update = failure_row(self.job.id, wire["id"], "failed" if final else "pending", attempt, error, **times)
+        row = self._staged.get(wire["id"])
+        if row is None:
+            self._unfinished.append(update)
+        else:
+            apply_failure(row, update)
+        self._event(wire, "failed" if final else "retry", worker, times, error)
+        if final:
+            self.progress.failed += 1
+            return
+        self.progress.retries += 1
+        due = time.monotonic() + self.policy.delay(attempt)
+        heapq.heappush(self._delayed, (due, next(self._ticket), {**wire, "attempt": attempt + 1}))
+
+    def _event(self, wire: WireItem, kind: str, worker: str, times: dict[str, Any], error: dict[str, Any]) -> None:
+        self._events.append(
+            {
+                "item_id": wire["id"],
+                "at": time.time(),
+                "kind": kind,
+                "attempt": wire.get("attempt", 1),
+                "worker": worker,
+                "started_at": times.get("started"),
+                "finished_at": times.get("finished"),
+                "stage": error.get("stage"),
+                "error_type": error.get("type"),
+                "message": error.get("message"),
+            }
+        )
+
+    # --- writing -----------------------------------------------------------------------------
+    def _commit(self, *, final: bool = False) -> None:
+        """Write outcomes, and staged items that finished (or waited long enough), in one go."""
+        now = time.monotonic()
+        new: list[tuple[Any, ...]] = []
+        if self._staged:
+            keep: dict[str, list[Any]] = {}
+            for item_id, row in self._staged.items():
+                if final or row[STATUS] != "pending" or row[ATTEMPTS] or now - row[_STAGED_AT] >= STAGE_S:
+                    new.append(tuple(row[:_STAGED_AT]))
+                else:
+                    keep[item_id] = row
+            self._staged = keep
+        watermark = next(iter(self._staged.values()))[SEQ] if self._staged else self._next_seq
+        self.ledger.record(
+            self.job.id,
+            new=new,
+            succeeded=self._succeeded,
+            unfinished=self._unfinished,
+            new_events=self._events,
+            entries=watermark,
+            ingested=self._entries is None and not self._staged,
+        )
+        self._maybe_known = self._maybe_known or bool(new)
+        self._succeeded, self._unfinished, self._events = [], [], []
+        self._last_commit = now
+
+
+def _wire(entry: Entry) -> WireItem:
+    wire: WireItem = {"id": entry.id, "uri": entry.uri}
+    if entry.input != entry.uri:
+        wire["input"] = entry.input
+    if entry.meta is not None:
+        wire["meta"] = entry.meta
+    return wire
+
+
+def _input_error(message: str) -> dict[str, Any]:
+    return {"stage": "input", "type": "InputError", "message": message}

@@ -1,0 +1,83 @@
+"""Engines: how chunks of items reach workers.
+
+An engine only moves work and reports what happened; the coordinator decides what it means
+(retry, isolate, fail). Every engine passes the same conformance tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shoal.wire import JobSpec, Report, WireItem
+
+
+@dataclass
+class Chunk:
+    """Items sent to one worker together, to amortise the cost of a message."""
+
+    id: int
+    items: list[WireItem]
+
+
+@dataclass
+class WorkerReady:
+    """A worker finished importing the project and running setup()."""
+
+    worker: str
+    startup_s: float  #: seconds from spawn to ready
+
+
+@dataclass
+class ItemsDone:
+    """Some items of a chunk finished (a worker reports as it goes)."""
+
+    chunk_id: int
+    worker: str
+    report: Report
+
+
+@dataclass
+class ChunkLost:
+    """A worker died or was killed holding this chunk; ``suspects`` were running at the time."""
+
+    chunk_id: int
+    worker: str
+    kind: str  #: "Timeout" or "WorkerCrashed"
+    message: str
+    stage: int = -1  #: index of the stage the suspects were in
+    suspects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerFailed:
+    """A worker could not start (import error, setup() failed, wrong code version): fatal."""
+
+    worker: str
+    message: str
+
+
+Event = WorkerReady | ItemsDone | ChunkLost | WorkerFailed
+
+
+class Engine(Protocol):
+    """The coordinator's view of a pool of workers."""
+
+    def start(self, spec: JobSpec) -> None:
+        """Begin starting workers for a job; returns at once."""
+
+    def capacity(self) -> int:
+        """How many more chunks may be submitted now."""
+
+    def submit(self, chunk: Chunk) -> None:
+        """Hand a chunk to a worker."""
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Wait up to ``timeout`` seconds for something to happen."""
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Let workers finish and exit, or kill them at once."""
+
+    @property
+    def workers(self) -> int:
+        """How many workers are configured."""

@@ -1,0 +1,226 @@
+"""The embedded engine: worker processes on this machine, fed over pipes.
+
+Each worker is a fresh interpreter that imports only the worker runtime and the project, so it
+stays small and starts fast. A worker that hangs past the item timeout is killed; a worker that
+dies is replaced; either way the chunk it held is reported lost with the items it was running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import IO, Any
+
+from shoal._json import encode, loads
+from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.engines._slots import SlotBoard
+from shoal.wire import JobSpec, Report
+
+PREFETCH = 2  #: chunks queued per worker, so a worker never waits for its next chunk
+STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
+
+
+@dataclass
+class _Worker:
+    slot: int
+    process: subprocess.Popen[bytes]
+    inbox: Connection  #: we write
+    outbox: Connection  #: we read
+    spawned: float
+    log: IO[bytes]
+    name: str = ""
+    ready: bool = False
+    chunks: deque[Chunk] = field(default_factory=deque)
+    killed_for: str = ""  #: why we killed it, if we did
+
+
+class LocalEngine:
+    """N worker processes on this machine."""
+
+    def __init__(self, workers: int, *, item_timeout: float | None = None, log_dir: Path | None = None) -> None:
+        self._size = max(1, workers)
+        self.item_timeout = item_timeout
+        self.log_dir = log_dir
+        self._workers: dict[int, _Worker] = {}
+        self._spec: JobSpec | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="shoal-engine-"))
+        self._board = SlotBoard(self._tmp / "slots", self._size, create=True)
+        self._stopping = False
+
+    @property
+    def workers(self) -> int:
+        return self._size
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers.values()]
+
+    def start(self, spec: JobSpec) -> None:
+        self._spec = spec
+        for slot in range(self._size):
+            self._spawn(slot)
+
+    def capacity(self) -> int:
+        return sum(PREFETCH - len(w.chunks) for w in self._workers.values() if not w.killed_for)
+
+    def submit(self, chunk: Chunk) -> None:
+        worker = min(
+            (w for w in self._workers.values() if not w.killed_for), key=lambda w: (len(w.chunks), not w.ready)
+        )
+        worker.chunks.append(chunk)
+        try:
+            _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "items": chunk.items})
+        except OSError:
+            pass  # it is dying; the loss is reported when its pipe closes
+
+    def poll(self, timeout: float) -> list[Event]:
+        events: list[Event] = []
+        by_pipe = {id(w.outbox): w for w in self._workers.values()}
+        for conn in wait([w.outbox for w in self._workers.values()], timeout):
+            worker = by_pipe[id(conn)]
+            try:
+                while True:
+                    events += self._receive(worker, loads(conn.recv_bytes()))  # type: ignore[union-attr]
+                    if not conn.poll():  # type: ignore[union-attr]
+                        break
+            except (EOFError, OSError):
+                events += self._lost(worker)
+        self._enforce_timeouts()
+        return events
+
+    def stop(self, *, kill: bool = False) -> None:
+        self._stopping = True
+        for worker in self._workers.values():
+            if kill:
+                _kill(worker.process)
+            else:
+                with contextlib.suppress(OSError):
+                    _send(worker.inbox, {"op": "stop"})
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in self._workers.values():
+            try:
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill(worker.process)
+                worker.process.wait()
+            worker.inbox.close()
+            worker.outbox.close()
+            worker.log.close()
+        self._workers.clear()
+        self._board.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # --- internals -------------------------------------------------------------------------
+    def _spawn(self, slot: int) -> None:
+        assert self._spec is not None
+        self._board.reset(slot)
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        log = self._log(slot)
+        args = [str(to_worker_r), str(from_worker_w), str(self._board.path), str(slot), str(os.getpid())]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shoal.engines.local_worker", *args],
+            pass_fds=(to_worker_r, from_worker_w),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only
+        )
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        worker = _Worker(
+            slot,
+            process,
+            Connection(to_worker_w, readable=False),
+            Connection(from_worker_r, writable=False),
+            time.monotonic(),
+            log,
+        )
+        self._workers[slot] = worker
+        _send(worker.inbox, {"op": "spec", "spec": self._spec.to_dict()})
+
+    def _log(self, slot: int) -> IO[bytes]:
+        if self.log_dir is None:
+            return open(os.devnull, "wb")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.log_dir / f"worker-{slot + 1}.log", "ab")
+
+    def _receive(self, worker: _Worker, message: dict[str, Any]) -> list[Event]:
+        op = message["op"]
+        if op == "done":
+            chunk = worker.chunks[0]
+            if message.get("last"):
+                worker.chunks.popleft()
+            return [ItemsDone(chunk.id, worker.name, Report.from_dict(message))]
+        worker.name = str(message["worker"])
+        if op == "ready":
+            worker.ready = True
+            return [WorkerReady(worker.name, time.monotonic() - worker.spawned)]
+        return [WorkerFailed(worker.name, str(message["message"]))]
+
+    def _lost(self, worker: _Worker) -> list[Event]:
+        """The worker's pipe closed: it exited. Report its chunks and start a replacement."""
+        code = worker.process.wait()
+        posting = self._board.read(worker.slot)
+        events: list[Event] = []
+        kind = "Timeout" if worker.killed_for else "WorkerCrashed"
+        message = worker.killed_for or f"worker process {worker.name or worker.process.pid} {_exit_text(code)}"
+        if not worker.ready and not worker.killed_for and not self._stopping:
+            events.append(WorkerFailed(worker.name or f"pid {worker.process.pid}", f"{message} while starting"))
+        for i, chunk in enumerate(worker.chunks):
+            running = i == 0 and posting.count > 0 and posting.chunk == chunk.id
+            suspects = (
+                [it["id"] for it in chunk.items[posting.first : posting.first + posting.count]] if running else []
+            )
+            stage = posting.stage if running else -1
+            events.append(ChunkLost(chunk.id, worker.name, kind, message, stage, suspects))
+        worker.inbox.close()
+        worker.outbox.close()
+        worker.log.close()
+        del self._workers[worker.slot]
+        if not self._stopping and worker.ready:
+            self._spawn(worker.slot)
+        return events
+
+    def _enforce_timeouts(self) -> None:
+        if not self.item_timeout:
+            return
+        now = time.monotonic()
+        for worker in self._workers.values():
+            posting = self._board.read(worker.slot)
+            if worker.killed_for or posting.count == 0 or not worker.chunks:
+                continue
+            limit = self.item_timeout * posting.count
+            if now - posting.started > limit:
+                worker.killed_for = (
+                    f"took longer than the {self.item_timeout:g} s item timeout; "
+                    f"its worker {worker.name} was killed and replaced"
+                )
+                _kill(worker.process)
+
+
+def _send(conn: Connection, message: dict[str, object]) -> None:
+    conn.send_bytes(encode(message))
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"

@@ -1,0 +1,119 @@
+"""The worker process of the local engine: ``python -m shoal.engines.local_worker ...``.
+
+It speaks length-prefixed JSON over two inherited pipes, posts what it is running on the slot
+board, and dies with its coordinator (the kernel kills it when the parent goes away).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from shoal._json import encode, loads
+
+FLUSH_EVERY = 0.02  #: seconds; report finished items at least this often within a chunk
+
+
+def main(argv: list[str]) -> int:
+    inbox_fd, outbox_fd, slots_path, slot, parent = argv
+    _die_with_parent(int(parent))
+    faulthandler.enable()  # a segfaulting stage leaves its Python traceback in the worker log
+    inbox = Connection(int(inbox_fd), writable=False)
+    outbox = Connection(int(outbox_fd), readable=False)
+    from shoal.engines._slots import SlotBoard
+    from shoal.worker.runtime import Runtime, worker_name
+
+    board = SlotBoard(Path(slots_path), int(slot) + 1)
+    messages = _drain(inbox)
+    spec_message = messages.get()
+    if spec_message is None:
+        return 0
+    current = {"chunk": -1, "offset": 0}
+
+    def probe(first: int, count: int, stage: int) -> None:
+        board.post(int(slot), current["chunk"], current["offset"] + first, count, stage)
+
+    began = time.monotonic()
+    try:
+        from shoal.wire import JobSpec
+
+        runtime = Runtime.start(JobSpec.from_dict(spec_message["spec"]), probe)
+    except Exception as exc:
+        _send(outbox, {"op": "failed", "worker": worker_name(), "message": _describe(exc)})
+        return 3
+    _send(outbox, {"op": "ready", "worker": worker_name(), "startup_s": time.monotonic() - began})
+    group = runtime.project.pipeline.group_size
+    while (message := messages.get()) is not None and message["op"] == "chunk":
+        current["chunk"] = message["chunk"]
+        _run_chunk(runtime, outbox, message["chunk"], message["items"], group, current)
+        board.idle(int(slot))
+    runtime.close()
+    return 0
+
+
+def _run_chunk(
+    runtime: Any, outbox: Connection, chunk: int, items: list[dict[str, Any]], group: int, current: dict[str, int]
+) -> None:
+    from shoal.wire import Report
+
+    pending = Report()
+    flushed = time.perf_counter()
+    for offset in range(0, len(items), group):
+        current["offset"] = offset
+        pending.extend(runtime.run(items[offset : offset + group]))
+        if time.perf_counter() - flushed > FLUSH_EVERY and offset + group < len(items):
+            _send(outbox, {"op": "done", "chunk": chunk, **pending.to_dict()})
+            pending, flushed = Report(), time.perf_counter()
+    _send(outbox, {"op": "done", "chunk": chunk, "last": True, **pending.to_dict()})
+
+
+def _drain(inbox: Connection) -> queue.SimpleQueue[dict[str, Any] | None]:
+    """Read the coordinator's messages on a thread, so its writes never wait on our work."""
+    messages: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                messages.put(loads(inbox.recv_bytes()))
+        except (EOFError, OSError):
+            messages.put(None)  # the coordinator is gone or closed the pipe: finish and exit
+
+    threading.Thread(target=read, name="shoal-inbox", daemon=True).start()
+    return messages
+
+
+def _send(outbox: Connection, message: dict[str, Any]) -> None:
+    outbox.send_bytes(encode(message))
+
+
+def _describe(exc: Exception) -> str:
+    from shoal.errors import ShoalError
+
+    return str(exc) if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL us when the coordinator dies, so a kill -9 leaves no orphans."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: nothing is left to clean up, and it is slow

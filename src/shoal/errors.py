@@ -1,0 +1,76 @@
+"""Every exception shoal raises, under one root.
+
+Messages are written for the person at the terminal: they name the thing at fault (a file, an
+item, a stage), the cause, and where possible the fix.
+"""
+
+from __future__ import annotations
+
+
+class ShoalError(Exception):
+    """Raised for any failure shoal itself detects; the root of this module."""
+
+
+class ConfigError(ShoalError):
+    """Raised when the command, settings or project cannot work as given (exit code 2)."""
+
+
+class ProjectError(ConfigError):
+    """Raised when a project folder is missing, its pipeline.py fails to import, or holds no pipeline."""
+
+
+class PipelineDefinitionError(ConfigError):
+    """Raised when a stage is declared in a way shoal cannot run."""
+
+
+class InputError(ConfigError):
+    """Raised when an --input cannot be opened at all (as opposed to one bad item inside it)."""
+
+
+class MissingDependencyError(ConfigError):
+    """Raised when an optional dependency is needed; names the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is not installed: pip install 'shoal[{extra}]'")
+
+
+class JobBusyError(ConfigError):
+    """Raised when another live process is already running the job."""
+
+
+class WorkerStartError(ShoalError):
+    """Raised when workers cannot import the project or run its setup(), so no item can run."""
+
+
+class FingerprintMismatchError(WorkerStartError):
+    """Raised when a worker's copy of the project differs from the job's recorded fingerprint."""
+
+
+class ItemError(ShoalError):
+    """Raised inside a stage when one item cannot be processed; fails that item only.
+
+    ``retry=False`` says trying again cannot help (the input itself is bad), so the item fails
+    at once instead of using up its retries.
+    """
+
+    retry_default = True
+
+    def __init__(self, message: str, *, retry: bool | None = None) -> None:
+        super().__init__(message)
+        self.retry = self.retry_default if retry is None else retry
+
+
+class FetchError(ItemError):
+    """Raised when an item's input cannot be read or downloaded."""
+
+
+class CorruptInputError(ItemError):
+    """Raised when an item's bytes cannot be decoded (an image that is not an image)."""
+
+    retry_default = False
+
+
+class StageResultError(ItemError):
+    """Raised when a stage returns something shoal cannot record (wrong count, not JSON)."""
+
+    retry_default = False

@@ -1,0 +1,128 @@
+"""A project folder: pipeline.py, optional shoal.toml and requirements.txt, and its fingerprint.
+
+The fingerprint is a hash of the project's code and configuration (``*.py``, ``shoal.toml``,
+``requirements*.txt`` and any globs listed under ``[project] include`` in shoal.toml). Data files
+in the folder do not count, so adding inputs next to the code does not make a new job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from shoal.errors import ProjectError
+from shoal.pipeline import Pipeline
+
+PIPELINE_FILE = "pipeline.py"
+CONFIG_FILE = "shoal.toml"
+_SKIP_DIRS = {"__pycache__", "shoal-runs", "node_modules", "venv", "site-packages", "data"}
+_CODE_GLOBS = ("*.py", CONFIG_FILE, "requirements*.txt")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its pipeline object, fingerprint and shoal.toml contents."""
+
+    root: Path
+    pipeline: Pipeline
+    fingerprint: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def load_project(root: str | Path) -> Project:
+    """Import a project's pipeline.py and find its Pipeline; errors name the file and the fix."""
+    folder = locate(root)
+    config = read_config(folder)
+    digest = fingerprint(folder, config)
+    module = _import(folder / PIPELINE_FILE, f"_shoal_project_{digest}")
+    return Project(folder, _find_pipeline(module, folder), digest, config)
+
+
+def locate(root: str | Path) -> Path:
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise ProjectError(f"no project at {root}: expected a folder holding {PIPELINE_FILE}")
+    if not (folder / PIPELINE_FILE).is_file():
+        raise ProjectError(f"{root} has no {PIPELINE_FILE}: a project is a folder with one")
+    return folder
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path}: not valid TOML: {exc}") from None
+
+
+def fingerprint(folder: Path, config: dict[str, Any] | None = None) -> str:
+    """Hash of the project's code files: changes to code or settings make a new job."""
+    patterns = (*_CODE_GLOBS, *(config or {}).get("project", {}).get("include", []))
+    digest = hashlib.sha256()
+    for path in _code_files(folder, patterns):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _code_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
+        rel = Path(parent).relative_to(folder)
+        found += [Path(parent, f) for f in files if any(fnmatch(str(rel / f), p) or fnmatch(f, p) for p in patterns)]
+    return sorted(found)
+
+
+def _import(path: Path, module_name: str) -> Any:
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so pipeline.py can import its sibling modules
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise ProjectError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from exc
+    except ModuleNotFoundError as exc:
+        del sys.modules[module_name]
+        hint = (
+            f" (pip install -r {path.parent / 'requirements.txt'})"
+            if (path.parent / "requirements.txt").exists()
+            else ""
+        )
+        raise ProjectError(f"{path} imports {exc.name!r}, which is not installed{hint}") from exc
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ProjectError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _find_pipeline(module: Any, folder: Path) -> Pipeline:
+    found = {name: value for name, value in vars(module).items() if isinstance(value, Pipeline)}
+    if not found:
+        raise ProjectError(f'{folder / PIPELINE_FILE} defines no pipeline: add `pipeline = shoal.Pipeline("name")`')
+    if len(found) > 1 and "pipeline" not in found:
+        raise ProjectError(
+            f"{folder / PIPELINE_FILE} defines several pipelines ({', '.join(sorted(found))}); "
+            "name the one to run `pipeline`"
+        )
+    pipeline = found.get("pipeline") or next(iter(found.values()))
+    if not pipeline.stages:
+        raise ProjectError(f"pipeline {pipeline.name!r} in {folder / PIPELINE_FILE} has no stages")
+    return pipeline

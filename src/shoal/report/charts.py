@@ -1,0 +1,93 @@
+"""runtime.png (a Gantt chart of items per worker) and throughput.png (items finished per second).
+
+Drawn with matplotlib's object API (no pyplot state), so reports can be built from any thread.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import BinaryIO
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from shoal.report.stats import JobData
+
+COLOURS = {"succeeded": "#2e9d4a", "retried attempt": "#f0a030", "failed": "#d33b3b"}
+MAX_BARS_PER_ROW = 3000  #: beyond this, neighbouring bars closer than a pixel are merged
+
+
+def runtime_chart(data: JobData, target: BinaryIO) -> None:
+    t0 = _origin(data)
+    bars: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in data.items:
+        if r["worker"] and r["finished_at"]:
+            outcome = "succeeded" if r["status"] == "succeeded" else "failed"
+            bars[r["worker"]][outcome].append((r["started_at"] - t0, r["finished_at"] - r["started_at"]))
+    for e in data.events:
+        if e["kind"] == "retry" and e["worker"] and e["started_at"] and e["finished_at"]:
+            bars[e["worker"]]["retried attempt"].append((e["started_at"] - t0, e["finished_at"] - e["started_at"]))
+    workers = sorted(bars, key=lambda w: min(s for spans in bars[w].values() for s, _ in spans))
+    span = max((s + d for w in bars.values() for spans in w.values() for s, d in spans), default=1.0)
+    figure = Figure(figsize=(11, max(3.0, 0.4 * len(workers) + 1.6)), layout="constrained")
+    ax = figure.add_subplot()
+    for row, worker in enumerate(workers):
+        for outcome, spans in bars[worker].items():
+            merged = _merge(spans, span / 2000)
+            edges = {"edgecolor": "white", "linewidth": 0.4} if len(merged) <= 400 else {}  # one bar per item
+            ax.broken_barh(merged, (row - 0.4, 0.8), facecolor=COLOURS[outcome], **edges)
+    for start, _ in data.run_spans()[1:]:
+        ax.axvline(start - t0, color="#555555", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(workers)), workers, fontsize=8)
+    ax.set_ylim(-0.6, max(len(workers), 1) - 0.4)
+    ax.set_xlim(0, span * 1.02)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the job started")
+    ax.set_title(f"{data.job.id}: {len(data.items)} items on {len(workers)} worker processes")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="upper right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    figure.savefig(target, format="png", dpi=110)
+
+
+def throughput_chart(data: JobData, target: BinaryIO) -> None:
+    t0 = _origin(data)
+    finished = np.sort(np.array([r["finished_at"] - t0 for r in data.items if r["finished_at"]]))
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    ax = figure.add_subplot()
+    if finished.size:
+        end = float(finished[-1])
+        width = max(1.0, end / 200)
+        edges = np.arange(0.0, end + width, width)
+        counts, _ = np.histogram(finished, bins=edges)
+        ax.stairs(counts / width, edges, fill=True, color="#3a78c2", alpha=0.8, label="items/s")
+        total = ax.twinx()
+        total.plot(finished, np.arange(1, finished.size + 1), color="#222222", linewidth=1, label="items finished")
+        total.set_ylabel("items finished (total)")
+        total.set_ylim(bottom=0)
+    ax.set_xlabel("seconds since the job started")
+    ax.set_ylabel("items finished per second")
+    ax.set_title(f"{data.job.id}: throughput")
+    ax.grid(alpha=0.3)
+    figure.savefig(target, format="png", dpi=110)
+
+
+def _origin(data: JobData) -> float:
+    if data.runs:
+        return float(data.runs[0]["started_at"])
+    return min((r["started_at"] for r in data.items), default=0.0)
+
+
+def _merge(spans: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Join bars separated by less than ``gap`` when a row holds too many to draw one by one."""
+    spans = sorted(spans)
+    if len(spans) <= MAX_BARS_PER_ROW:
+        return spans
+    merged = [spans[0]]
+    for start, width in spans[1:]:
+        last_start, last_width = merged[-1]
+        if start - (last_start + last_width) < gap:
+            merged[-1] = (last_start, max(last_width, start + width - last_start))
+        else:
+            merged.append((start, width))
+    return merged

@@ -1,0 +1,218 @@
+"""`shoal.run()`: find or create the job for a project and its inputs, run it, write the report.
+
+A job is identified by the pipeline's fingerprint, its inputs and the options that change
+results, so running the same command again resumes an unfinished job (with or without --out),
+reports a finished one instead of redoing it, and changed code makes a new job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shoal.coordinator import Coordinator, RetryPolicy
+from shoal.engines.local import LocalEngine
+from shoal.errors import ConfigError
+from shoal.middleware import Middleware, MiddlewareStack
+from shoal.outputs import atomic_write
+from shoal.project import Project, load_project
+from shoal.settings import RunSettings, default_home
+from shoal.sources import open_inputs
+from shoal.sources.files import local_path
+from shoal.store import JobRecord, Ledger
+from shoal.wire import JobSpec
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 130}
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the CLI, the API and tests."""
+
+    job_id: str
+    state: str  #: succeeded, failed (some items failed) or interrupted
+    out: Path
+    counts: dict[str, int]
+    resumed: bool  #: this run continued an unfinished job
+    reused: bool  #: the job had already finished: nothing ran
+    report: dict[str, Any] | None
+    db: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.state, 1)
+
+
+def run(
+    project: str | Path,
+    inputs: Sequence[str] | None = None,
+    *,
+    middleware: Sequence[Middleware] = (),
+    report: bool = True,
+    **flags: Any,
+) -> RunResult:
+    """Run a project's pipeline over its inputs; ``flags`` are RunSettings fields."""
+    loaded = load_project(project)
+    settings = _settings(loaded, inputs, flags)
+    sources = [normalize_input(v) for v in settings.inputs]
+    open_inputs(sources)  # every input must open before a job is made for them
+    ledger = Ledger(settings.ledger_url)
+    try:
+        job, resumed = _job(ledger, loaded, settings, sources)
+        out = Path(job.out)
+        if job.finished:
+            return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, _read_report(out), ledger.url)
+        return _execute(ledger, job, loaded, settings, sources, middleware, report, resumed)
+    finally:
+        ledger.close()
+
+
+def normalize_input(value: str) -> str:
+    """Local paths become absolute (so the job is the same from any folder); URLs stay."""
+    path = local_path(value.strip(), Path.cwd())
+    return os.path.abspath(path) if path is not None else value.strip()
+
+
+def job_key(project: Project, inputs: Sequence[str], settings: RunSettings) -> str:
+    identity = {
+        "pipeline": project.pipeline.name,
+        "fingerprint": project.fingerprint,
+        "inputs": list(inputs),
+        "limit": settings.limit,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _settings(project: Project, inputs: Sequence[str] | None, flags: dict[str, Any]) -> RunSettings:
+    table = dict(project.config.get("run", {}))
+    if "inputs" in table:  # inputs in shoal.toml are relative to the project folder
+        table["inputs"] = [
+            v if "://" in v else str((project.root / Path(v).expanduser()).resolve()) for v in table["inputs"]
+        ]
+    return RunSettings.build(table, inputs=list(inputs) if inputs else None, **flags)
+
+
+def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[str]) -> tuple[JobRecord, bool]:
+    key = job_key(project, inputs, settings)
+    existing = None if settings.new else ledger.find_job(key)
+    if existing is not None:
+        if settings.out is not None and not existing.finished and Path(settings.out).resolve() != Path(existing.out):
+            raise ConfigError(
+                f"job {existing.id} for these inputs is unfinished and writes to {existing.out}; "
+                f"run again with --out {existing.out} (or without --out) to resume it, or add --new to start over"
+            )
+        return existing, not existing.finished and existing.entries > 0
+    now = time.time()
+    job_id = f"{project.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    out = Path(settings.out).resolve() if settings.out else default_home() / job_id
+    record = JobRecord(
+        id=job_id,
+        key=key,
+        pipeline=project.pipeline.name,
+        fingerprint=project.fingerprint,
+        project=str(project.root),
+        inputs=json.dumps(inputs),
+        options=json.dumps({"limit": settings.limit}),
+        out=str(out),
+        state="pending",
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+        entries=0,
+        ingested=False,
+        owner=None,
+        heartbeat_at=None,
+    )
+    ledger.create_job(record)
+    return record, False
+
+
+def _execute(
+    ledger: Ledger,
+    job: JobRecord,
+    project: Project,
+    settings: RunSettings,
+    inputs: list[str],
+    middleware: Sequence[Middleware],
+    report: bool,
+    resumed: bool,
+) -> RunResult:
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "job.json") as handle:
+        json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
+    owner = f"{os.uname().nodename}:{os.getpid()}"
+    ledger.claim(job.id, owner)
+    number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
+    entries = islice(open_inputs(inputs), job.entries, settings.limit)
+    stack = MiddlewareStack(middleware)
+    coordinator = Coordinator(
+        ledger,
+        job,
+        LocalEngine(settings.workers, item_timeout=settings.timeout, log_dir=out / "logs"),
+        JobSpec(job.id, str(project.root), project.fingerprint, str(out), settings.fetch_timeout),
+        project.pipeline,
+        entries,
+        policy=RetryPolicy(settings.retries, settings.retry_backoff),
+        middleware=stack,
+        settle_s=settings.settle,
+    )
+    try:
+        with _interruptible(coordinator):
+            outcome = coordinator.run()
+    except BaseException:
+        ledger.end_run(job.id, number, "aborted", coordinator.startup_s)
+        ledger.set_state(job.id, "interrupted")
+        raise
+    counts = ledger.counts(job.id)
+    state = "interrupted" if outcome == "interrupted" else "failed" if counts["failed"] else "succeeded"
+    ledger.end_run(job.id, number, outcome, coordinator.startup_s)
+    ledger.set_state(job.id, state, finished=state != "interrupted")
+    job = ledger.get_job(job.id)
+    stack.after_run(job, coordinator.progress, outcome)
+    data = None
+    if report:
+        from shoal.report import write_report
+
+        data = write_report(ledger, job.id, out)
+    return RunResult(job.id, state, out, counts, resumed, False, data, ledger.url)
+
+
+@contextmanager
+def _interruptible(coordinator: Coordinator) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) once: stop dispatching and settle. Twice: stop now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if coordinator.stopping:
+            coordinator.request_abort()
+        else:
+            coordinator.request_stop()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _read_report(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / "report.json").read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None

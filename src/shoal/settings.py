@@ -1,0 +1,69 @@
+"""Run settings, validated once at the entry point and passed down.
+
+Precedence, highest first: command-line flags, ``SHOAL_*`` environment variables, the
+``[run]`` table of the project's shoal.toml, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shoal.errors import ConfigError
+
+
+def default_home() -> Path:
+    """Where runs and the ledger live unless told otherwise: ./shoal-runs, or $SHOAL_HOME."""
+    return Path(os.environ.get("SHOAL_HOME", "shoal-runs")).expanduser().resolve()
+
+
+def default_db() -> str:
+    return f"sqlite:///{default_home() / 'ledger.db'}"
+
+
+class RunSettings(BaseSettings):
+    """Everything that shapes one `shoal run`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="forbid")
+
+    inputs: list[str] = Field(default_factory=list, description="files, folders, lists or URLs")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024)
+    retries: int = Field(2, ge=0, le=100, description="attempts after the first")
+    retry_backoff: float = Field(1.0, ge=0, description="seconds before the first retry; doubles")
+    timeout: float | None = Field(None, gt=0, description="seconds one item may take")
+    fetch_timeout: float = Field(30.0, gt=0, description="seconds to download one remote input")
+    settle: float = Field(5.0, ge=0, description="seconds in-flight items get to finish on Ctrl-C")
+    limit: int | None = Field(None, ge=1, description="process only the first N inputs")
+    out: Path | None = Field(None, description="the run folder")
+    db_url: str | None = Field(None, description="ledger database URL (SHOAL_DB_URL)")
+    engine: str = Field("local", description="local")
+    new: bool = Field(False, description="start a new job even if an identical one exists")
+
+    @classmethod
+    def build(cls, toml: dict[str, Any] | None = None, **flags: Any) -> RunSettings:
+        """Merge flags over environment over shoal.toml over defaults, with clear errors."""
+        from_file = {key: value for key, value in (toml or {}).items() if f"SHOAL_{key.upper()}" not in os.environ}
+        given = {key: value for key, value in flags.items() if value is not None}
+        try:
+            return cls(**{**from_file, **given})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @property
+    def ledger_url(self) -> str:
+        return self.db_url or default_db()
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r} (check shoal.toml [run])")
+        else:
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)

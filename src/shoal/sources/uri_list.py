@@ -1,0 +1,49 @@
+"""A text file of URIs, one a line, read lazily so a 10-million-line list never sits in memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO
+from urllib.parse import unquote, urlsplit
+
+from shoal.sources import Entry
+from shoal.sources._ids import item_id
+
+
+def open_text(location: str) -> IO[str]:
+    """Open a local path or any fsspec URL as text."""
+    if "://" not in location:
+        return open(location, encoding="utf-8", newline="")
+    import fsspec
+
+    return fsspec.open(location, "rt", encoding="utf-8", newline="").open()  # type: ignore[no-any-return]
+
+
+class UriList:
+    """Paths and URLs, one a line; blank lines and ``#`` comments are skipped.
+
+    Relative paths are relative to the list's own folder, so a list travels with its data.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
+
+    def __iter__(self) -> Iterator[Entry]:
+        with open_text(self.location) as lines:
+            for raw in lines:
+                line = raw.strip()
+                if line and not line.startswith("#"):
+                    yield self._entry(line)
+
+    def _entry(self, line: str) -> Entry:
+        if "://" not in line:  # the common case, kept to string operations: lists can be huge
+            path = os.path.expanduser(line) if line.startswith("~") else line
+            uri = os.path.normpath(os.path.join(self.base or os.getcwd(), path))
+        elif line.startswith("file://"):
+            uri = os.path.abspath(unquote(urlsplit(line).path))
+        else:
+            uri = line
+        name = uri.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        return Entry(item_id(name, uri), line if "://" in line else uri, uri)

@@ -1,0 +1,294 @@
+"""The durable item ledger: jobs, items, runs and events, through SQLAlchemy Core.
+
+One coordinator writes a job's rows, in batches; anyone may read. SQLite runs in WAL mode so
+readers (``shoal jobs``, the web UI, tests) never block the writer. Item updates are
+idempotent: a succeeded item is never overwritten, however often its outcome arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from shoal.errors import ConfigError, JobBusyError, ShoalError
+from shoal.store.rows import insert_items, update_items
+from shoal.store.schema import events, items, jobs, metadata, runs
+
+HEARTBEAT_STALE = 15.0  #: seconds without a heartbeat after which a job's owner is presumed dead
+_PAGE = 5000
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the jobs table."""
+
+    id: str
+    key: str
+    pipeline: str
+    fingerprint: str
+    project: str
+    inputs: str
+    options: str
+    out: str
+    state: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    entries: int
+    ingested: bool
+    owner: str | None
+    heartbeat_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+class Ledger:
+    """Access to one ledger database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self._write_lock = threading.Lock()
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open the ledger at {url}: {exc.orig}") from None
+        self._insert = insert_items(self.engine)
+        self._succeed = update_items(self.engine, succeeded=True)
+        self._fail = update_items(self.engine, succeeded=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A write transaction. Threads of this process take turns here rather than in SQLite's
+        busy handler, which sleeps in steps of milliseconds."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    # --- jobs --------------------------------------------------------------------------------
+    def create_job(self, record: JobRecord) -> None:
+        with self._begin() as conn:
+            conn.execute(insert(jobs).values(**record.__dict__))
+
+    def find_job(self, key: str) -> JobRecord | None:
+        query = select(jobs).where(jobs.c.key == key).order_by(jobs.c.created_at.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return JobRecord(**row) if row else None
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise ShoalError(f"no job {job_id!r} in the ledger at {self.url} (see `shoal jobs`)")
+        return JobRecord(**row)
+
+    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+        query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [JobRecord(**row) for row in conn.execute(query).mappings()]
+
+    def claim(self, job_id: str, owner: str) -> None:
+        """Make ``owner`` the job's only coordinator, unless a live one holds it."""
+        now = time.time()
+        with self._begin() as conn:
+            row = conn.execute(select(jobs.c.owner, jobs.c.heartbeat_at).where(jobs.c.id == job_id)).one()
+            if row.owner and row.owner != owner and _alive(row.owner, row.heartbeat_at, now):
+                raise JobBusyError(f"job {job_id} is being run by {row.owner}; wait for it or stop it first")
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(owner=owner, heartbeat_at=now, state="running", updated_at=now)
+            )
+
+    def set_state(self, job_id: str, state: str, *, finished: bool = False) -> None:
+        now = time.time()
+        values: dict[str, Any] = {"state": state, "updated_at": now, "owner": None}
+        if finished:
+            values["finished_at"] = now
+        with self._begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    # --- items -------------------------------------------------------------------------------
+    def known(self, job_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Which of ``ids`` the job already has, with the input position each was first seen at."""
+        found: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for k in range(0, len(ids), 500):
+                query = select(items.c.id, items.c.seq).where(
+                    items.c.job_id == job_id, items.c.id.in_(ids[k : k + 500])
+                )
+                found.update((row.id, row.seq) for row in conn.execute(query))
+        return found
+
+    def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:
+        query = (
+            select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
+            .where(items.c.job_id == job_id, items.c.status == "pending", items.c.seq > after_seq)
+            .order_by(items.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).mappings())
+
+    def record(
+        self,
+        job_id: str,
+        *,
+        new: Sequence[Sequence[Any]] = (),
+        succeeded: Sequence[tuple[Any, ...]] = (),
+        unfinished: Sequence[tuple[Any, ...]] = (),
+        new_events: Sequence[dict[str, Any]] = (),
+        entries: int | None = None,
+        ingested: bool | None = None,
+    ) -> None:
+        """Write one batch in one transaction, and refresh the job's heartbeat.
+
+        ``new`` are whole item rows (rows.ITEM_FIELDS), outcome included when already known;
+        ``succeeded`` and ``unfinished`` update items written earlier (rows.succeeded_row,
+        rows.failure_row). ``entries`` advances the job's input watermark: every input entry
+        before it is now in the ledger (or was a duplicate).
+        """
+        job: dict[str, Any] = {"heartbeat_at": time.time()}
+        if entries is not None:
+            job["entries"] = entries
+        if ingested is not None:
+            job["ingested"] = ingested
+        with self._begin() as conn:
+            if new:
+                self._insert.run(conn, new)
+            if succeeded:
+                self._succeed.run(conn, succeeded)
+            if unfinished:
+                self._fail.run(conn, unfinished)
+            if new_events:
+                conn.execute(insert(events), [{"job_id": job_id, **e} for e in new_events])
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**job))
+
+    def duplicates(self, job: JobRecord) -> int:
+        """Input entries that repeated an earlier item: the watermark less the items before it."""
+        query = select(func.count()).where(items.c.job_id == job.id, items.c.seq < job.entries)
+        with self.engine.connect() as conn:
+            return int(job.entries - conn.execute(query).scalar_one())
+
+    def counts(self, job_id: str) -> dict[str, int]:
+        query = select(items.c.status, func.count()).where(items.c.job_id == job_id).group_by(items.c.status)
+        with self.engine.connect() as conn:
+            found = {status: n for status, n in conn.execute(query)}
+        return {s: found.get(s, 0) for s in ("pending", "succeeded", "failed", "cancelled")}
+
+    def iter_items(self, job_id: str, status: str | None = None, columns: Sequence[str] = ()) -> Iterator[RowMapping]:
+        """Stream a job's items in input order, a page at a time (all columns unless named)."""
+        chosen = [items.c[name] for name in ("seq", *columns)] if columns else [items]
+        after = -1
+        while True:
+            query = select(*chosen).where(items.c.job_id == job_id, items.c.seq > after)
+            if status is not None:
+                query = query.where(items.c.status == status)
+            with self.engine.connect() as conn:
+                page = list(conn.execute(query.order_by(items.c.seq).limit(_PAGE)).mappings())
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1]["seq"]
+
+    def item(self, job_id: str, item_id: str) -> RowMapping | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(items).where(items.c.job_id == job_id, items.c.id == item_id)).mappings().first()
+
+    # --- runs and events ---------------------------------------------------------------------
+    def start_run(self, job_id: str, engine: str, workers: int, owner: str) -> int:
+        with self._begin() as conn:
+            number = (
+                conn.execute(
+                    select(func.coalesce(func.max(runs.c.number), 0)).where(runs.c.job_id == job_id)
+                ).scalar_one()
+                + 1
+            )
+            conn.execute(
+                insert(runs).values(
+                    job_id=job_id, number=number, started_at=time.time(), engine=engine, workers=workers, owner=owner
+                )
+            )
+        return int(number)
+
+    def end_run(self, job_id: str, number: int, outcome: str, startup_s: float | None) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.job_id == job_id, runs.c.number == number)
+                .values(ended_at=time.time(), outcome=outcome, startup_s=startup_s)
+            )
+
+    def runs(self, job_id: str) -> list[RowMapping]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(runs).where(runs.c.job_id == job_id).order_by(runs.c.number)).mappings())
+
+    def events(self, job_id: str) -> list[RowMapping]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id)).mappings())
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {url!r} (try sqlite:///path/ledger.db)") from None
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, ImportError) as exc:
+            raise ConfigError(f"cannot use database {url!r}: {exc}") from None
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _tune(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the coordinator
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
+        cursor.close()
+
+    return engine
+
+
+def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:
+    """Whether a job's recorded coordinator is still running: a fresh heartbeat and, when it
+    ran on this host, a live process (so a killed run is resumed at once)."""
+    if heartbeat_at is None or now - heartbeat_at >= HEARTBEAT_STALE:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != os.uname().nodename or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,159 @@
+"""Row layouts for the ledger's hot paths, and statements that take them as plain tuples.
+
+The coordinator writes tens of thousands of rows a second; building dicts and letting
+SQLAlchemy process each parameter would cost more than SQLite itself. So the hot statements are
+compiled once by SQLAlchemy for the dialect and fed tuples in a declared field order.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, literal_column, update
+
+from shoal.store.schema import items
+
+#: a whole item row, as inserted
+ITEM_FIELDS = (
+    "job_id",
+    "id",
+    "seq",
+    "input",
+    "uri",
+    "meta",
+    "status",
+    "attempts",
+    "worker",
+    "started_at",
+    "finished_at",
+    "seconds",
+    "result",
+    "error_stage",
+    "error_type",
+    "error_message",
+    "error_traceback",
+)
+STATUS, ATTEMPTS, WORKER = (ITEM_FIELDS.index(f) for f in ("status", "attempts", "worker"))
+SEQ = ITEM_FIELDS.index("seq")
+OUTCOME = slice(ATTEMPTS, len(ITEM_FIELDS))  #: attempts .. error_traceback
+
+#: an update of an item that succeeded
+SUCCEEDED_FIELDS = ("worker", "started", "finished", "seconds", "result", "attempts", "job", "id")
+#: an update of an item that failed (for good, or for now: status "pending" means a retry is due)
+FAILURE_FIELDS = (
+    "status",
+    "attempts",
+    "worker",
+    "started",
+    "finished",
+    "seconds",
+    "stage",
+    "type",
+    "message",
+    "traceback",
+    "job",
+    "id",
+)
+_COLUMN = {
+    "started": "started_at",
+    "finished": "finished_at",
+    "stage": "error_stage",
+    "type": "error_type",
+    "message": "error_message",
+    "traceback": "error_traceback",
+}
+_SUCCEEDED = literal_column("'succeeded'")  # inline SQL: rows carry only their own values
+
+
+def new_item(job_id: str, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> list[Any]:
+    """A pending item row (ITEM_FIELDS), mutable until it is written."""
+    return [job_id, item_id, seq, input, uri, meta, "pending", 0, None, None, None, None, None, None, None, None, None]
+
+
+def succeeded_row(
+    job_id: str, item_id: str, attempts: int, worker: str, started: float, finished: float, seconds: str, result: str
+) -> tuple[Any, ...]:
+    """SUCCEEDED_FIELDS, in order."""
+    return (worker, started, finished, seconds, result, attempts, job_id, item_id)
+
+
+def failure_row(
+    job_id: str, item_id: str, status: str, attempts: int, error: dict[str, Any], **timing: Any
+) -> tuple[Any, ...]:
+    """FAILURE_FIELDS, in order."""
+    return (
+        status,
+        attempts,
+        timing.get("worker"),
+        timing.get("started"),
+        timing.get("finished"),
+        timing.get("seconds"),
+        error.get("stage"),
+        error.get("type"),
+        error.get("message"),
+        error.get("traceback"),
+        job_id,
+        item_id,
+    )
+
+
+def apply_success(row: list[Any], update: tuple[Any, ...]) -> None:
+    """Fold a succeeded_row() into an item row not yet written."""
+    worker, started, finished, seconds, result, attempts, _, _ = update
+    row[STATUS] = "succeeded"
+    row[OUTCOME] = [attempts, worker, started, finished, seconds, result, None, None, None, None]
+
+
+def apply_failure(row: list[Any], update: tuple[Any, ...]) -> None:
+    """Fold a failure_row() into an item row not yet written."""
+    status, attempts, worker, started, finished, seconds, stage, kind, message, traceback, _, _ = update
+    row[STATUS] = status
+    row[OUTCOME] = [attempts, worker, started, finished, seconds, None, stage, kind, message, traceback]
+
+
+class Bulk:
+    """A statement compiled once and run over many tuple rows at the database driver's speed."""
+
+    def __init__(self, statement: Any, fields: Sequence[str], engine: Engine, *, prefix: str = "") -> None:
+        self.statement = statement
+        self.names = [prefix + f for f in fields]
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.positional = bool(engine.dialect.positional)
+        self.reorder: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
+        if self.positional:
+            order = [self.names.index(name) for name in compiled.positiontup or ()]
+            if order != list(range(len(self.names))):
+                self.reorder = operator.itemgetter(*order)
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+        if not self.positional:
+            return int(conn.execute(self.statement, [dict(zip(self.names, r, strict=True)) for r in rows]).rowcount)
+        params = list(rows) if self.reorder is None else list(map(self.reorder, rows))
+        return int(conn.exec_driver_sql(self.sql, params).rowcount)
+
+
+def insert_items(engine: Engine) -> Bulk:
+    """Insert whole item rows; an item already known is left as it is."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(items).values({f: bindparam(f) for f in ITEM_FIELDS}).on_conflict_do_nothing()
+    return Bulk(statement, ITEM_FIELDS, engine)
+
+
+def update_items(engine: Engine, *, succeeded: bool) -> Bulk:
+    """Record outcomes of items already written; a succeeded item is never overwritten."""
+    fields = SUCCEEDED_FIELDS if succeeded else FAILURE_FIELDS
+    values: dict[str, Any] = {_COLUMN.get(f, f): bindparam(f"b_{f}") for f in fields if f not in ("job", "id")}
+    if succeeded:
+        values["status"] = _SUCCEEDED
+    statement = (
+        update(items)
+        .where(items.c.job_id == bindparam("b_job"), items.c.id == bindparam("b_id"), items.c.status != _SUCCEEDED)
+        .values(**values)
+    )
+    return Bulk(statement, fields, engine, prefix="b_")

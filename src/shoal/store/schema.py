@@ -1,0 +1,94 @@
+"""The ledger's tables. Times are UTC epoch seconds; JSON is stored as text, written once."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key", String(64), nullable=False, index=True),  #: identity: code + inputs + options
+    Column("pipeline", String(64), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("project", Text, nullable=False),
+    Column("inputs", Text, nullable=False),  #: JSON list of input URIs
+    Column("options", Text, nullable=False),  #: JSON of the options that change results
+    Column("out", Text, nullable=False),  #: the run folder
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("entries", BigInteger, nullable=False, default=0),  #: input entries recorded so far
+    Column("ingested", Boolean, nullable=False, default=False),  #: the whole source is in
+    Column("owner", String(128)),  #: host:pid of the coordinator running it
+    Column("heartbeat_at", Float),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("seq", BigInteger, nullable=False),  #: position in the inputs
+    Column("input", Text, nullable=False),  #: how the input is named to people
+    Column("uri", Text),  #: the file to read; NULL for a data row
+    Column("meta", Text),  #: JSON of the CSV/JSONL row
+    Column("status", String(16), nullable=False),  #: pending, succeeded, failed, cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(128)),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("seconds", Text),  #: JSON {stage: seconds}
+    Column("result", Text),  #: JSON of the merged stage results
+    Column("error_stage", String(64)),
+    Column("error_type", String(128)),
+    Column("error_message", Text),
+    Column("error_traceback", Text),
+    Index("ix_items_job_seq", "job_id", "seq"),  # input order; never updated, so outcomes stay cheap
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("outcome", String(16)),  #: finished, interrupted, aborted; NULL while running or if killed
+    Column("engine", String(32), nullable=False),
+    Column("workers", Integer, nullable=False),
+    Column("startup_s", Float),  #: run start to first worker ready
+    Column("owner", String(128), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False),
+    Column("item_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  #: retry, failed, isolated, requeued
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(128)),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("stage", String(64)),
+    Column("error_type", String(128)),
+    Column("message", Text),
+    Index("ix_events_job", "job_id", "item_id"),
+)

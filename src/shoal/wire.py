@@ -1,0 +1,65 @@
+"""The JSON messages between a coordinator and its workers, whatever carries them.
+
+Workers receive a JobSpec once and then chunks of item dicts ``{"id", "uri", "input"?, "meta"?,
+"attempt"?}``. They answer with a Report: ``{"ok": [OkRow...], "failed": [Failure...], "took": s}``.
+Only JSON crosses: never pickle.
+
+An OkRow is the list ``[id, result_json, start, end, seconds_json]`` (a list, not an object: it
+is the hot path, and the coordinator stores the JSON texts as they came). A Failure is ``{"id",
+"start", "end", "seconds": seconds_json, "error": {"stage", "type", "message", "traceback",
+"batch", "retry"}}``; ``batch`` is the size of the batch that failed together, so the coordinator
+can retry its members one by one before blaming any of them; ``retry`` is false when trying again
+cannot help (a corrupt input). ``took`` is the stage time of all the items.
+Times are UTC epoch seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+WireItem = dict[str, Any]
+OkRow = list[Any]  #: [id, result_json, start, end, seconds_json]
+Failure = dict[str, Any]
+
+
+@dataclass
+class Report:
+    """What a worker says about some items it finished."""
+
+    ok: list[OkRow] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    took: float = 0.0  #: seconds of stage time, all items together
+
+    def __len__(self) -> int:
+        return len(self.ok) + len(self.failed)
+
+    def extend(self, other: Report) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.took += other.took
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "failed": self.failed, "took": self.took}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        return cls(data["ok"], data["failed"], data["took"])
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker must know about a job to run its items."""
+
+    job_id: str
+    project: str  #: the project folder, as the worker sees it
+    fingerprint: str  #: workers refuse to run other code than this
+    out: str  #: the run folder; artifacts go under out/artifacts
+    fetch_timeout: float = 30.0  #: seconds to download one remote input
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        return cls(**data)

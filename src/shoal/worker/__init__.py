@@ -1,0 +1,1 @@
+"""The runtime inside any worker process, whichever engine started it."""
