@@ -80,7 +80,7 @@ class Pipeline:
             raise PipelineDefinitionError(f"batch_size must be a positive integer, not {batch_size!r}")
 
         def register(target: T) -> T:
-            self._add(Stage(name or getattr(target, "__name__", ""), target, batch_size))
+            self._add(Stage(name or str(getattr(target, "__name__", "")), target, batch_size))
             return target
 
         return register

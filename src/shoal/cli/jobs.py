@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shoal.cli._console import stdout_console
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
 from shoal.outputs import utc
@@ -44,7 +43,7 @@ def jobs_command(db: Db = None, limit: Limit = 30) -> int:
             )
     finally:
         ledger.close()
-    Console(file=sys.stdout).print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -61,7 +60,7 @@ def report_command(target: Target, db: Db = None) -> int:
         job = ledger.get_job(job_id)
         out = Path(job.out)
         report = write_report(ledger, job.id, out)
-        print_summary(Console(file=sys.stdout), ledger, job.id, report, out)
+        print_summary(stdout_console(), ledger, job.id, report, out)
     finally:
         ledger.close()
     return EXIT_CODES.get(job.state, 1)

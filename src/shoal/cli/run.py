@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from shoal.cli._console import stderr_console, stdout_console
 from shoal.middleware import Middleware
 
 Project = Annotated[Path, typer.Argument(help="project folder holding pipeline.py", show_default=False)]
@@ -44,10 +43,20 @@ def run_command(
     from shoal.runner import run
     from shoal.store import Ledger
 
-    console = Console(stderr=True)
+    console = stderr_console()
     progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
-    flags = {"workers": workers, "out": out, "retries": retries, "timeout": timeout, "limit": limit, "db_url": db}
-    result = run(project, inputs, middleware=[progress], new=new or None, **flags)
+    result = run(
+        project,
+        inputs,
+        middleware=[progress],
+        new=new or None,
+        workers=workers,
+        out=out,
+        retries=retries,
+        timeout=timeout,
+        limit=limit,
+        db_url=db,
+    )
     if result.reused:
         console.print(
             f"job {result.job_id} already ran over these inputs ({result.state}); its results are in "
@@ -58,7 +67,7 @@ def run_command(
     if result.report is not None:
         ledger = Ledger(result.db)
         try:
-            print_summary(Console(file=sys.stdout), ledger, result.job_id, result.report, result.out)
+            print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
         finally:
             ledger.close()
     return result.exit_code

@@ -77,10 +77,8 @@ class LocalEngine:
             (w for w in self._workers.values() if not w.killed_for), key=lambda w: (len(w.chunks), not w.ready)
         )
         worker.chunks.append(chunk)
-        try:
+        with contextlib.suppress(OSError):  # it is dying; the loss is reported when its pipe closes
             _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "items": chunk.items})
-        except OSError:
-            pass  # it is dying; the loss is reported when its pipe closes
 
     def poll(self, timeout: float) -> list[Event]:
         events: list[Event] = []

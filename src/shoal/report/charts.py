@@ -6,7 +6,7 @@ Drawn with matplotlib's object API (no pyplot state), so reports can be built fr
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import BinaryIO
+from typing import IO, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,7 +18,7 @@ COLOURS = {"succeeded": "#2e9d4a", "retried attempt": "#f0a030", "failed": "#d33
 MAX_BARS_PER_ROW = 3000  #: beyond this, neighbouring bars closer than a pixel are merged
 
 
-def runtime_chart(data: JobData, target: BinaryIO) -> None:
+def runtime_chart(data: JobData, target: IO[Any]) -> None:
     t0 = _origin(data)
     bars: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in data.items:
@@ -35,8 +35,10 @@ def runtime_chart(data: JobData, target: BinaryIO) -> None:
     for row, worker in enumerate(workers):
         for outcome, spans in bars[worker].items():
             merged = _merge(spans, span / 2000)
-            edges = {"edgecolor": "white", "linewidth": 0.4} if len(merged) <= 400 else {}  # one bar per item
-            ax.broken_barh(merged, (row - 0.4, 0.8), facecolor=COLOURS[outcome], **edges)
+            outline = len(merged) <= 400  # outline bars while each item can still be told apart
+            ax.broken_barh(
+                merged, (row - 0.4, 0.8), facecolor=COLOURS[outcome], edgecolor="white", linewidth=0.4 if outline else 0
+            )
     for start, _ in data.run_spans()[1:]:
         ax.axvline(start - t0, color="#555555", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(workers)), workers, fontsize=8)
@@ -50,7 +52,7 @@ def runtime_chart(data: JobData, target: BinaryIO) -> None:
     figure.savefig(target, format="png", dpi=110)
 
 
-def throughput_chart(data: JobData, target: BinaryIO) -> None:
+def throughput_chart(data: JobData, target: IO[Any]) -> None:
     t0 = _origin(data)
     finished = np.sort(np.array([r["finished_at"] - t0 for r in data.items if r["finished_at"]]))
     figure = Figure(figsize=(11, 4), layout="constrained")

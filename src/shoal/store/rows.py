@@ -11,7 +11,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, literal_column, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, literal_column, update
 
 from shoal.store.schema import items
 
@@ -64,7 +64,7 @@ _COLUMN = {
     "message": "error_message",
     "traceback": "error_traceback",
 }
-_SUCCEEDED = literal_column("'succeeded'")  # inline SQL: rows carry only their own values
+_SUCCEEDED: ColumnElement[str] = literal_column("'succeeded'")  # inline SQL: rows carry only their own values
 
 
 def new_item(job_id: str, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> list[Any]:
@@ -138,10 +138,14 @@ class Bulk:
 def insert_items(engine: Engine) -> Bulk:
     """Insert whole item rows; an item already known is left as it is."""
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement: Any = postgresql_insert(items)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(items).values({f: bindparam(f) for f in ITEM_FIELDS}).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(items)
+    statement = statement.values({f: bindparam(f) for f in ITEM_FIELDS}).on_conflict_do_nothing()
     return Bulk(statement, ITEM_FIELDS, engine)
 
 

@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_COUNT ?= 200
+DEMO_DATA := examples/faces/data
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/shoal: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[faces,test]'
+	touch $@
+
+install: $(BIN)/shoal
+
+# Generate 200 images (a few deliberately broken) and detect faces in them on this machine.
+# Broken files fail the run's exit code (1) on purpose; the demo itself succeeds.
+demo: install
+	$(BIN)/python examples/faces/make_data.py --count $(DEMO_COUNT) --out $(DEMO_DATA)
+	$(BIN)/shoal run examples/faces --input $(DEMO_DATA) || test $$? -eq 1
+	@echo
+	@echo "The report is in the run folder printed above: performance.txt, runtime.png, throughput.png,"
+	@echo "results.jsonl/.csv, errors.csv and artifacts/<item>/annotated.jpg. List runs with: $(BIN)/shoal jobs"
+
+lint: install
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""Shared fixtures: throw-away projects, an isolated shoal home, and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+MakeProject = Callable[..., Path]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run every test from its own folder, with its own ledger and run folders."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHOAL_HOME", str(tmp_path / "shoal-runs"))
+    for name in list(os.environ):
+        if name.startswith("SHOAL_") and name != "SHOAL_HOME":
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """Write a project folder: ``make_project(code, name="p", toml=None)`` returns its path."""
+
+    def make(code: str, name: str = "project", toml: str | None = None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        (folder / "pipeline.py").write_text(textwrap.dedent(code))
+        if toml is not None:
+            (folder / "shoal.toml").write_text(textwrap.dedent(toml))
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Callable[[int], Path]:
+    """A URI list of ``n`` small text files; returns the list's path."""
+
+    def make(n: int, name: str = "items") -> Path:
+        folder = tmp_path / f"{name}-files"
+        folder.mkdir(exist_ok=True)
+        for i in range(n):
+            (folder / f"item-{i:04d}.txt").write_text(f"{i}\n")
+        listing = tmp_path / f"{name}.txt"
+        listing.write_text("".join(f"{folder}/item-{i:04d}.txt\n" for i in range(n)))
+        return listing
+
+    return make
+
+
+@pytest.fixture
+def no_stray_workers() -> Iterator[None]:
+    """Fail a test that leaves worker processes behind."""
+    yield
+    stray = subprocess.run(["pgrep", "-f", "shoal.engines.local_worker"], capture_output=True, text=True).stdout.split()
+    mine = [pid for pid in stray if _is_descendant(int(pid))]
+    assert not mine, f"worker processes left running: {mine}"
+
+
+def _is_descendant(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    parent = int(stat.rsplit(")", 1)[1].split()[1])
+    return parent == os.getpid()

@@ -1,0 +1,128 @@
+"""The `shoal` command as a user meets it: exit codes, one-line errors, progress, jobs, report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MakeProject
+from tests.helpers import read_results, shoal_cli
+
+pytestmark = pytest.mark.integration
+
+ECHO = """
+import shoal
+pipeline = shoal.Pipeline("echo")
+
+@pipeline.stage()
+def echo(item):
+    return {"text": item.read_text().strip()}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-project"], "no project at no-such-project: expected a folder holding pipeline.py"),
+        (["run", "{project}", "--frobnicate"], "No such option: --frobnicate"),
+        (["run", "{project}", "--workers", "zero"], "Invalid value for '--workers'"),
+        (["run", "{project}", "-i", "missing-folder"], "/missing-folder"),
+        (["run", "{project}"], "no inputs: pass --input PATH_OR_URL, or set inputs in shoal.toml"),
+        (
+            ["run", "{project}", "-i", "{listing}", "--workers", "0"],
+            "workers=0: Input should be greater than or equal to 1",
+        ),
+        (["report", "no-such-job"], "no job 'no-such-job'"),
+    ],
+)
+def test_usage_errors_are_one_clear_line_and_exit_2(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], args: list[str], message: str
+) -> None:
+    project = make_project(ECHO)
+    listing = inputs(1)
+    result = shoal_cli(*(a.format(project=project, listing=listing) for a in args), cwd=home)
+    assert result.returncode == (1 if args[0] == "report" else 2)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("shoal: error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_syntax_error_in_pipeline_names_file_and_line(home: Path, make_project: MakeProject) -> None:
+    project = make_project("import shoal\npipeline = shoal.Pipeline('x')\n\ndef broken(:\n    pass\n")
+    result = shoal_cli("run", str(project), "-i", ".", cwd=home)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"{project / 'pipeline.py'}, line 4: syntax error" in result.stderr
+
+    with_debug = shoal_cli("run", str(project), "-i", ".", "--debug", cwd=home)
+    assert with_debug.returncode == 2
+    assert "Traceback" in with_debug.stderr
+
+
+def test_missing_dependency_and_failing_setup_are_configuration_errors(home: Path, make_project: MakeProject) -> None:
+    missing = make_project("import shoal, no_such_module_here\n", name="missing")
+    result = shoal_cli("run", str(missing), "-i", ".", cwd=home)
+    assert result.returncode == 2
+    assert "imports 'no_such_module_here', which is not installed" in result.stderr
+
+    failing = make_project(
+        """
+        import shoal
+        pipeline = shoal.Pipeline("setup-fails")
+
+        @pipeline.stage()
+        class Model:
+            def setup(self):
+                raise FileNotFoundError("weights.bin")
+            def process(self, item):
+                return {}
+        """,
+        name="failing",
+    )
+    (home / "one.txt").write_text("x")
+    result = shoal_cli("run", str(failing), "-i", str(home / "one.txt"), "-w", "1", cwd=home)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "setup() of stage 'Model' failed on worker " + result.stderr.split("worker ")[-1].strip()
+    )
+    assert "FileNotFoundError: weights.bin" in result.stderr
+
+
+def test_run_prints_progress_and_summary_then_jobs_and_report(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    project = make_project(ECHO)
+    result = shoal_cli("run", str(project), "-i", str(inputs(30)), "-w", "2", cwd=home)
+    assert result.returncode == 0, result.stderr
+    assert "shoal: running job echo-" in result.stderr  # plain progress lines when not on a terminal
+    assert "finished: 30 done, 0 failed, 30 total" in result.stderr
+    assert "30 total, 30 succeeded, 0 failed" in result.stdout
+    out = next((home / "shoal-runs").glob("echo-*"))
+    for name in (
+        "results.jsonl",
+        "results.csv",
+        "errors.csv",
+        "report.json",
+        "performance.txt",
+        "runtime.png",
+        "throughput.png",
+    ):
+        assert (out / name).is_file(), name
+
+    jobs = shoal_cli("jobs", cwd=home)
+    assert jobs.returncode == 0
+    assert out.name in jobs.stdout
+    assert "succeeded" in jobs.stdout
+
+    (out / "results.jsonl").unlink()
+    (out / "runtime.png").unlink()
+    again = shoal_cli("report", str(out), cwd=home)
+    assert again.returncode == 0, again.stderr
+    assert len(read_results(out)) == 30
+    assert (out / "runtime.png").read_bytes().startswith(b"\x89PNG")
+    by_id = shoal_cli("report", out.name, cwd=home)
+    assert by_id.returncode == 0
+    assert "30 succeeded" in by_id.stdout

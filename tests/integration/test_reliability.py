@@ -1,0 +1,143 @@
+"""Retries, timeouts and crashing items, each really done: stages that fail, hang and kill their
+own process, run by real worker processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import shoal
+from shoal.store import Ledger
+from tests.conftest import MakeProject
+from tests.helpers import read_errors, read_results
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
+
+FLAKY = """
+import time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("flaky")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def call_service(item):
+    name = Path(item.uri).name
+    with LOG.open("a") as log:
+        log.write(f"{{name}} {{time.time()}}\\n")
+    tries = sum(1 for line in LOG.read_text().splitlines() if line.startswith(name + " "))
+    if name == "item-0001.txt" and tries <= 2:
+        raise ConnectionError(f"service unavailable on try {{tries}}")
+    if name == "item-0002.txt":
+        raise ValueError("bad value in item 2")
+    if name == "item-0003.txt":
+        raise shoal.ItemError("unusable input", retry=False)
+    return {{"tries": tries}}
+"""
+
+
+def test_failed_items_are_retried_with_exponential_backoff(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    log = home / "calls.log"
+    project = make_project(FLAKY.format(log=str(log)))
+    result = shoal.run(project, [str(inputs(6))], workers=2, retries=2, retry_backoff=0.3)
+
+    assert result.state == "failed"
+    assert result.exit_code == 1
+    assert result.counts["succeeded"] == 4
+    assert result.counts["failed"] == 2
+    by_name = {Path(r["input"]).name: r for r in read_results(result.out)}
+    assert by_name["item-0001.txt"]["attempts"] == 3
+    assert by_name["item-0001.txt"]["result"] == {"tries": 3}
+    assert by_name["item-0000.txt"]["attempts"] == 1
+
+    calls = [line.split() for line in log.read_text().splitlines()]
+    flaky_times = [float(t) for name, t in calls if name == "item-0001.txt"]
+    first_wait, second_wait = flaky_times[1] - flaky_times[0], flaky_times[2] - flaky_times[1]
+    assert first_wait >= 0.3
+    assert second_wait >= 0.6  # the backoff doubled
+
+    errors = {Path(e["input"]).name: e for e in read_errors(result.out)}
+    assert errors["item-0002.txt"]["stage"] == "call_service"
+    assert errors["item-0002.txt"]["error_type"] == "ValueError"
+    assert errors["item-0002.txt"]["message"] == "bad value in item 2"
+    assert errors["item-0002.txt"]["attempts"] == "3"
+    assert errors["item-0003.txt"]["attempts"] == "1"  # retry=False: failed at once
+    assert [name for name, _ in calls].count("item-0003.txt") == 1
+
+
+HANGING = """
+import os, time
+import shoal
+
+pipeline = shoal.Pipeline("hangs")
+
+@pipeline.stage()
+def work(item):
+    if item.uri.endswith("item-0003.txt"):
+        time.sleep(3600)
+    return {"pid": os.getpid()}
+"""
+
+
+def test_hung_item_is_killed_retried_then_failed_as_timed_out(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    project = make_project(HANGING)
+    result = shoal.run(project, [str(inputs(10))], workers=2, retries=1, retry_backoff=0.1, timeout=1)
+
+    assert result.state == "failed"
+    assert result.counts == {"pending": 0, "succeeded": 9, "failed": 1, "cancelled": 0}
+    (error,) = read_errors(result.out)
+    assert Path(error["input"]).name == "item-0003.txt"
+    assert error["error_type"] == "Timeout"
+    assert error["stage"] == "work"
+    assert "took longer than the 1 s item timeout" in error["message"]
+    assert error["attempts"] == "2"
+    ledger = Ledger(result.db)
+    killed = [e["worker"] for e in ledger.events(result.job_id) if e["item_id"].startswith("item-0003")]
+    ledger.close()
+    assert len(killed) == 2
+    for worker in killed:  # each hung worker process was killed, and the run went on without it
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(worker.rsplit(":", 1)[1]), 0)
+
+
+CRASHING = """
+import ctypes, os
+import shoal
+
+pipeline = shoal.Pipeline("crashes")
+
+@pipeline.stage(batch_size=4)
+def work(items):
+    for item in items:
+        if item.uri.endswith("item-0002.txt"):
+            os._exit(1)
+        if item.uri.endswith("item-0005.txt"):
+            ctypes.string_at(0)  # a segmentation fault
+    return [{"pid": os.getpid()} for item in items]
+"""
+
+
+def test_item_that_kills_its_worker_fails_alone(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    project = make_project(CRASHING)
+    result = shoal.run(project, [str(inputs(12))], workers=2, retries=1, retry_backoff=0.05)
+
+    assert result.counts["succeeded"] == 10  # the crashing items' batch-mates included
+    assert result.counts["failed"] == 2
+    errors = {Path(e["input"]).name: e for e in read_errors(result.out)}
+    assert set(errors) == {"item-0002.txt", "item-0005.txt"}
+    assert all(e["error_type"] == "WorkerCrashed" and e["attempts"] == "2" for e in errors.values())
+    assert "exited with code 1 while running stage 'work'" in errors["item-0002.txt"]["message"]
+    assert "killed by signal SIGSEGV" in errors["item-0005.txt"]["message"]
+    assert sorted(Path(r["input"]).name for r in read_results(result.out)) == [
+        f"item-{i:04d}.txt" for i in range(12) if i not in (2, 5)
+    ]

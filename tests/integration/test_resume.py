@@ -1,0 +1,161 @@
+"""Killing `shoal run` (kill -9, Ctrl-C) and running the same command again: it resumes, redoes
+no item already recorded as succeeded, and the results hold every item exactly once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shoal.store import Ledger
+from tests.conftest import MakeProject
+from tests.helpers import read_results, shoal_cli, start_cli
+
+pytestmark = pytest.mark.integration
+
+SLOW = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("slow")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def work(item):
+    time.sleep({delay})
+    with LOG.open("a") as log:
+        log.write(item.id + "\\n")
+    return {{"pid": os.getpid()}}
+"""
+
+
+def _ledger(home: Path) -> Ledger:
+    return Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
+
+
+def _succeeded_when(home: Path, at_least: int, deadline: float = 60) -> tuple[str, set[str]]:
+    """Wait until the running job has recorded ``at_least`` successes; return them."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if (home / "shoal-runs" / "ledger.db").exists():
+            ledger = _ledger(home)
+            try:
+                jobs = ledger.list_jobs()
+                if jobs:
+                    done = {r["id"] for r in ledger.iter_items(jobs[0].id, "succeeded", columns=("id",))}
+                    if len(done) >= at_least:
+                        return jobs[0].id, done
+            finally:
+                ledger.close()
+        time.sleep(0.05)
+    raise AssertionError(f"the job never recorded {at_least} successes")
+
+
+def _kill_9(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)
+
+
+def test_kill_9_then_same_command_resumes_without_redoing_work(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    log = home / "processed.log"
+    project = make_project(SLOW.format(log=str(log), delay=0.05))
+    listing = inputs(80)
+    command = ("run", str(project), "--input", str(listing), "--workers", "2")
+
+    first = start_cli(*command, cwd=home)
+    job_id, done_before_kill = _succeeded_when(home, 20)
+    _kill_9(first)
+    time.sleep(0.5)  # the kernel kills the orphaned workers (parent-death signal)
+    assert subprocess.run(["pgrep", "-f", f"shoal-{job_id}"], capture_output=True).returncode != 0
+
+    second = shoal_cli(*command, cwd=home)
+    assert second.returncode == 0, second.stderr
+
+    processed = Counter(log.read_text().split())
+    assert all(processed[item] == 1 for item in done_before_kill), "a recorded success was redone"
+    assert set(processed) == {r["id"] for r in read_results(home / "shoal-runs" / job_id)}
+    results = read_results(home / "shoal-runs" / job_id)
+    assert len(results) == 80
+    assert len({r["id"] for r in results}) == 80
+
+    # the same command again reports the finished job instead of redoing it
+    third = shoal_cli(*command, cwd=home)
+    assert third.returncode == 0
+    assert "already ran" in third.stderr
+    assert sum(Counter(log.read_text().split()).values()) == sum(processed.values())
+
+    # --new forces a fresh job over the same inputs
+    fresh = shoal_cli(*command, "--new", cwd=home)
+    assert fresh.returncode == 0
+    assert sum(Counter(log.read_text().split()).values()) == sum(processed.values()) + 80
+
+    # changed pipeline code makes a new job
+    (project / "pipeline.py").write_text((project / "pipeline.py").read_text() + "\n# changed\n")
+    changed = shoal_cli(*command, cwd=home)
+    assert changed.returncode == 0
+    ledger = _ledger(home)
+    assert len({job.fingerprint for job in ledger.list_jobs()}) == 2
+    assert len(ledger.list_jobs()) == 3
+    ledger.close()
+
+
+def test_resume_finds_the_job_with_or_without_out(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    log = home / "processed.log"
+    project = make_project(SLOW.format(log=str(log), delay=0.05))
+    command = ("run", str(project), "-i", str(inputs(60)), "-w", "2")
+    out = home / "elsewhere"
+
+    first = start_cli(*command, "--out", str(out), cwd=home)
+    _succeeded_when(home, 10)
+    _kill_9(first)
+
+    wrong = shoal_cli(*command, "--out", str(home / "other"), cwd=home)
+    assert wrong.returncode == 2
+    assert f"--out {out}" in wrong.stderr  # says how to resume it
+
+    again = shoal_cli(*command, cwd=home)  # no --out: the unfinished job still writes to `out`
+    assert again.returncode == 0, again.stderr
+    assert len(read_results(out)) == 60
+    assert not (home / "other").exists()
+
+
+def test_ctrl_c_settles_writes_a_partial_report_and_resumes(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    log = home / "processed.log"
+    project = make_project(SLOW.format(log=str(log), delay=0.3))
+    command = ("run", str(project), "-i", str(inputs(40)), "-w", "2")
+
+    running = start_cli(*command, cwd=home)
+    job_id, _ = _succeeded_when(home, 4)
+    interrupted_at = time.monotonic()
+    running.send_signal(signal.SIGINT)
+    _, stderr = running.communicate(timeout=30)
+    assert running.returncode == 130, stderr
+    assert time.monotonic() - interrupted_at < 10
+    assert "run the same command again to resume" in stderr
+
+    out = home / "shoal-runs" / job_id
+    report = json.loads((out / "report.json").read_text())
+    assert report["job"]["state"] == "interrupted"
+    partial = read_results(out)
+    assert 4 <= len(partial) < 40
+    assert report["items"]["succeeded"] == len(partial)
+
+    resumed = shoal_cli(*command, cwd=home)
+    assert resumed.returncode == 0, resumed.stderr
+    results = read_results(out)
+    assert sorted(r["id"] for r in results) == sorted(set(r["id"] for r in results))
+    assert len(results) == 40
+    assert {r["id"] for r in partial} <= {r["id"] for r in results}
