@@ -29,20 +29,21 @@ from shoal.pipeline import Pipeline
 from shoal.sources import Entry
 from shoal.store import JobRecord, Ledger
 from shoal.store.rows import (
-    ATTEMPTS,
+    HEAD,
+    NO_ERROR,
+    PENDING_TAIL,
     SEQ,
-    STATUS,
-    apply_failure,
-    apply_success,
     failure_row,
-    new_item,
+    item_head,
     succeeded_row,
+    with_failure,
+    with_success,
 )
 from shoal.wire import JobSpec, WireItem
 
 INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
-MAX_CHUNK = 1024  #: items per chunk, for the cheapest items
+MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
 TARGET_CHUNK_S = 0.1  #: seconds of work a chunk should hold once item times are known
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
@@ -51,7 +52,6 @@ HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the 
 TICK = 0.1  #: seconds between progress updates
 MAX_BACKOFF = 300.0  #: seconds
 MAX_LOSSES = 3  #: times an item may be lost with a dying worker before it is blamed
-_STAGED_AT = -1  #: staged rows carry the time they were staged after their fields
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ class Coordinator:
         self._next_seq = job.entries
         self._resume_after: int | None = -1  #: ledger seq cursor while re-reading pending items
         self._maybe_known = job.entries > 0  #: the ledger may hold items the inputs repeat
-        self._staged: dict[str, list[Any]] = {}  #: new item rows not yet written, in input order
+        self._staged: dict[str, tuple[tuple[Any, ...], float]] = {}  #: new items (head, staged at), input order
+        self._settled: dict[str, tuple[Any, ...]] = {}  #: new items with an outcome, to write next commit
         self._ready: deque[WireItem] = deque()
         self._solo: deque[WireItem] = deque()  #: items that must run alone (their batch failed)
         self._delayed: list[tuple[float, int, WireItem]] = []  #: retries waiting out their backoff
@@ -174,6 +175,7 @@ class Coordinator:
         now = time.monotonic()
         since = now - self._last_commit
         buffered = len(self._succeeded) + len(self._unfinished)
+        buffered += len(self._settled)
         if (since >= COMMIT_EVERY and (buffered or self._staged)) or buffered >= 8192 or since >= HEARTBEAT_EVERY:
             self._commit()
         if now - self._last_tick >= TICK:
@@ -226,20 +228,23 @@ class Coordinator:
         assert self._entries is not None
         batch = list(itertools.islice(self._entries, INGEST_BATCH))
         known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known else {}
-        staged_at = time.monotonic()
+        staged, settled, ready, job, now = self._staged, self._settled, self._ready, self.job.num, time.monotonic()
+        fresh = 0
         for seq, entry in enumerate(batch, start=self._next_seq):
-            if entry.id in self._staged or entry.id in known:
+            item_id = entry.id
+            if item_id in staged or item_id in settled or item_id in known:
                 continue  # a duplicate, or an item an earlier run recorded (and resumes itself)
+            fresh += 1
             meta = None if entry.meta is None else dumps(entry.meta)
-            row = new_item(self.job.id, entry.id, seq, entry.input, entry.uri, meta)
-            row.append(staged_at)
-            self._staged[entry.id] = row
-            self.progress.total += 1
+            staged[item_id] = (item_head(job, item_id, seq, entry.input, entry.uri, meta), now)
             if entry.error is not None:
-                apply_failure(row, failure_row(self.job.id, entry.id, "failed", 0, _input_error(entry.error)))
+                self._settle(item_id, failure_row(job, item_id, "failed", 0, _input_error(entry.error)))
                 self.progress.failed += 1
+            elif entry.meta is None and entry.input == entry.uri:
+                ready.append({"id": item_id, "uri": entry.uri})
             else:
-                self._ready.append(_wire(entry))
+                ready.append(_wire(entry))
+        self.progress.total += fresh
         self._next_seq += len(batch)
         if len(batch) < INGEST_BATCH:
             self._entries = None
@@ -289,17 +294,20 @@ class Coordinator:
         pending = self._inflight.get(event.chunk_id)
         if pending is None:
             return  # a late or repeated report of a chunk already settled
-        job, worker, report, staged = self.job.id, event.worker, event.report, self._staged
+        job, worker, report = self.job.num, event.worker, event.report
+        staged, settled = self._staged, self._settled
         for item_id, result, start, end, seconds in report.ok:
             wire = pending.pop(item_id, None)
             if wire is None:
                 continue  # a repeated delivery, already counted
             update = succeeded_row(job, item_id, wire.get("attempt", 1), worker, start, end, seconds, result)
-            row = staged.get(item_id)
-            if row is None:
-                self._succeeded.append(update)
+            if item_id in staged:
+                settled[item_id] = with_success(staged.pop(item_id)[0], update)
+            elif item_id in settled:  # its row, from an earlier attempt, is not written yet
+                earlier = settled[item_id]
+                settled[item_id] = with_success(earlier[:HEAD], update, earlier[-len(NO_ERROR) :])
             else:
-                apply_success(row, update)
+                self._succeeded.append(update)
             self.progress.done += 1
         for failure in report.failed:
             wire = pending.pop(failure["id"], None)
@@ -351,12 +359,11 @@ class Coordinator:
             "finished": timing.get("end") or time.time(),
             "seconds": timing.get("seconds"),
         }
-        update = failure_row(self.job.id, wire["id"], "failed" if final else "pending", attempt, error, **times)
-        row = self._staged.get(wire["id"])
-        if row is None:
-            self._unfinished.append(update)
+        update = failure_row(self.job.num, wire["id"], "failed" if final else "pending", attempt, error, **times)
+        if wire["id"] in self._staged or wire["id"] in self._settled:
+            self._settle(wire["id"], update)
         else:
-            apply_failure(row, update)
+            self._unfinished.append(update)
         self._event(wire, "failed" if final else "retry", worker, times, error)
         if final:
             self.progress.failed += 1
@@ -382,19 +389,24 @@ class Coordinator:
         )
 
     # --- writing -----------------------------------------------------------------------------
+    def _settle(self, item_id: str, failure: tuple[Any, ...]) -> None:
+        """A new item failed (for now or for good): its row goes out, outcome included, next commit."""
+        staged = self._staged.pop(item_id, None)
+        head = staged[0] if staged is not None else self._settled[item_id][:HEAD]
+        self._settled[item_id] = with_failure(head, failure)
+
     def _commit(self, *, final: bool = False) -> None:
-        """Write outcomes, and staged items that finished (or waited long enough), in one go."""
+        """Write outcomes, new items that settled, and new items that waited STAGE_S, in one go."""
         now = time.monotonic()
-        new: list[tuple[Any, ...]] = []
-        if self._staged:
-            keep: dict[str, list[Any]] = {}
-            for item_id, row in self._staged.items():
-                if final or row[STATUS] != "pending" or row[ATTEMPTS] or now - row[_STAGED_AT] >= STAGE_S:
-                    new.append(tuple(row[:_STAGED_AT]))
-                else:
-                    keep[item_id] = row
-            self._staged = keep
-        watermark = next(iter(self._staged.values()))[SEQ] if self._staged else self._next_seq
+        new = list(self._settled.values())
+        staged = self._staged
+        while staged:
+            item_id, (head, staged_at) = next(iter(staged.items()))
+            if not final and now - staged_at < STAGE_S:
+                break
+            new.append(head + PENDING_TAIL)
+            del staged[item_id]
+        watermark = next(iter(staged.values()))[0][SEQ] if staged else self._next_seq
         self.ledger.record(
             self.job.id,
             new=new,
@@ -402,10 +414,10 @@ class Coordinator:
             unfinished=self._unfinished,
             new_events=self._events,
             entries=watermark,
-            ingested=self._entries is None and not self._staged,
+            ingested=self._entries is None and not staged,
         )
         self._maybe_known = self._maybe_known or bool(new)
-        self._succeeded, self._unfinished, self._events = [], [], []
+        self._settled, self._succeeded, self._unfinished, self._events = {}, [], [], []
         self._last_commit = now
 
 

@@ -87,7 +87,9 @@ class Pipeline:
 
     def _add(self, stage: Stage) -> None:
         if not _NAME.match(stage.name):
-            raise PipelineDefinitionError(f"stage name {stage.name!r} is not a valid name")
+            raise PipelineDefinitionError(
+                f"stage name {stage.name!r} is not a valid name: use letters, digits, '.', '_', '-', or pass name="
+            )
         if any(s.name == stage.name for s in self.stages):
             raise PipelineDefinitionError(f"pipeline {self.name!r} already has a stage named {stage.name!r}")
         if stage.is_class and not callable(getattr(stage.target, "process", None)):

@@ -117,7 +117,7 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
     now = time.time()
     job_id = f"{project.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     out = Path(settings.out).resolve() if settings.out else default_home() / job_id
-    record = JobRecord(
+    record = ledger.create_job(
         id=job_id,
         key=key,
         pipeline=project.pipeline.name,
@@ -135,7 +135,6 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
         owner=None,
         heartbeat_at=None,
     )
-    ledger.create_job(record)
     return record, False
 
 

@@ -61,8 +61,9 @@ def summarize(data: JobData) -> dict[str, Any]:
     job, counts = data.job, data.counts
     spans = data.run_spans()
     wall = sum(end - start for start, end in spans)
-    seconds = [(r["id"], json.loads(r["seconds"] or "{}")) for r in data.items]
-    item_s = [(item_id, sum(s.values())) for item_id, s in seconds]
+    seconds = [(r["id"], json.loads(r["seconds"] or "{}"), r["status"]) for r in data.items]
+    item_s = [(item_id, sum(s.values())) for item_id, s, _ in seconds]
+    succeeded_s = [(item_id, sum(s.values())) for item_id, s, status in seconds if status == "succeeded"]
     serial = sum(s for _, s in item_s)
     workers = data.runs[-1]["workers"] if data.runs else 0
     finished = counts["succeeded"] + counts["failed"]
@@ -95,8 +96,8 @@ def summarize(data: JobData) -> dict[str, Any]:
             "first_item_s": first_done - data.runs[0]["started_at"] if first_done and data.runs else None,
             "items_per_s": finished / wall if wall > 0 else None,
         },
-        "item_seconds": _distribution(item_s),
-        "stages": _stages(seconds),
+        "item_seconds": _distribution(succeeded_s),
+        "stages": _stages([(item_id, s) for item_id, s, _ in seconds]),
         "errors": dict(data.failures.most_common()),
         "runs": [
             {
@@ -155,7 +156,7 @@ def performance_text(report: dict[str, Any]) -> str:
         f"  pending         {items['pending']}",
         f"  duplicates      {items['duplicates']}  (repeated inputs, processed once)",
         "",
-        "item seconds (sum of stage times per item)",
+        "item seconds (sum of stage times per succeeded item)",
     ]
     if dist["count"]:
         lines += [

@@ -17,6 +17,8 @@ def item_id(label: str, key: str) -> str:
 
 
 def slug(label: str) -> str:
+    if len(label) <= _SLUG_CHARS and _SAFE_ID.match(label):
+        return label  # already safe: the common case, kept cheap for long input lists
     ascii_label = label if label.isascii() else unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
     text = _UNSAFE.sub("_", ascii_label).strip("._-")
     return text[-_SLUG_CHARS:].lstrip("._-") or "item"

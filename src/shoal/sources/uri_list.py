@@ -38,12 +38,17 @@ class UriList:
                     yield self._entry(line)
 
     def _entry(self, line: str) -> Entry:
-        if "://" not in line:  # the common case, kept to string operations: lists can be huge
-            path = os.path.expanduser(line) if line.startswith("~") else line
-            uri = os.path.normpath(os.path.join(self.base or os.getcwd(), path))
-        elif line.startswith("file://"):
-            uri = os.path.abspath(unquote(urlsplit(line).path))
+        if "://" in line:
+            if not line.startswith("file://"):
+                name = line.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+                return Entry(item_id(name, line), line, line)
+            path = unquote(urlsplit(line).path)
+        elif line[0] == "~":
+            path = os.path.expanduser(line)
         else:
-            uri = line
-        name = uri.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-        return Entry(item_id(name, uri), line if "://" in line else uri, uri)
+            path = line
+        if path[0] != "/":
+            path = f"{self.base or os.getcwd()}/{path}"
+        if "/." in path or "//" in path:  # the common case, plain paths, stays string operations
+            path = os.path.normpath(path)
+        return Entry(item_id(path.rpartition("/")[2], path), path if "://" not in line else line, path)

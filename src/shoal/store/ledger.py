@@ -42,6 +42,7 @@ _PAGE = 5000
 class JobRecord:
     """One row of the jobs table."""
 
+    num: int
     id: str
     key: str
     pipeline: str
@@ -71,6 +72,7 @@ class Ledger:
         self.url = url
         self.engine = _engine(url)
         self._write_lock = threading.Lock()
+        self._nums: dict[str, int] = {}  #: job id -> jobs.num, which item rows carry
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
@@ -90,9 +92,11 @@ class Ledger:
             yield conn
 
     # --- jobs --------------------------------------------------------------------------------
-    def create_job(self, record: JobRecord) -> None:
+    def create_job(self, **fields: Any) -> JobRecord:
+        """Insert a job (every JobRecord field but num) and return it."""
         with self._begin() as conn:
-            conn.execute(insert(jobs).values(**record.__dict__))
+            conn.execute(insert(jobs).values(**fields))
+        return self.get_job(fields["id"])
 
     def find_job(self, key: str) -> JobRecord | None:
         query = select(jobs).where(jobs.c.key == key).order_by(jobs.c.created_at.desc()).limit(1)
@@ -134,13 +138,18 @@ class Ledger:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
     # --- items -------------------------------------------------------------------------------
+    def _num(self, job_id: str) -> int:
+        if job_id not in self._nums:
+            self._nums[job_id] = self.get_job(job_id).num
+        return self._nums[job_id]
+
     def known(self, job_id: str, ids: Sequence[str]) -> dict[str, int]:
         """Which of ``ids`` the job already has, with the input position each was first seen at."""
         found: dict[str, int] = {}
         with self.engine.connect() as conn:
             for k in range(0, len(ids), 500):
                 query = select(items.c.id, items.c.seq).where(
-                    items.c.job_id == job_id, items.c.id.in_(ids[k : k + 500])
+                    items.c.job == self._num(job_id), items.c.id.in_(ids[k : k + 500])
                 )
                 found.update((row.id, row.seq) for row in conn.execute(query))
         return found
@@ -148,7 +157,7 @@ class Ledger:
     def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:
         query = (
             select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
-            .where(items.c.job_id == job_id, items.c.status == "pending", items.c.seq > after_seq)
+            .where(items.c.job == self._num(job_id), items.c.status == "pending", items.c.seq > after_seq)
             .order_by(items.c.seq)
             .limit(limit)
         )
@@ -191,12 +200,12 @@ class Ledger:
 
     def duplicates(self, job: JobRecord) -> int:
         """Input entries that repeated an earlier item: the watermark less the items before it."""
-        query = select(func.count()).where(items.c.job_id == job.id, items.c.seq < job.entries)
+        query = select(func.count()).where(items.c.job == job.num, items.c.seq < job.entries)
         with self.engine.connect() as conn:
             return int(job.entries - conn.execute(query).scalar_one())
 
     def counts(self, job_id: str) -> dict[str, int]:
-        query = select(items.c.status, func.count()).where(items.c.job_id == job_id).group_by(items.c.status)
+        query = select(items.c.status, func.count()).where(items.c.job == self._num(job_id)).group_by(items.c.status)
         with self.engine.connect() as conn:
             found = {status: n for status, n in conn.execute(query)}
         return {s: found.get(s, 0) for s in ("pending", "succeeded", "failed", "cancelled")}
@@ -206,7 +215,7 @@ class Ledger:
         chosen = [items.c[name] for name in ("seq", *columns)] if columns else [items]
         after = -1
         while True:
-            query = select(*chosen).where(items.c.job_id == job_id, items.c.seq > after)
+            query = select(*chosen).where(items.c.job == self._num(job_id), items.c.seq > after)
             if status is not None:
                 query = query.where(items.c.status == status)
             with self.engine.connect() as conn:
@@ -218,7 +227,8 @@ class Ledger:
 
     def item(self, job_id: str, item_id: str) -> RowMapping | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(items).where(items.c.job_id == job_id, items.c.id == item_id)).mappings().first()
+            query = select(items).where(items.c.job == self._num(job_id), items.c.id == item_id)
+            return conn.execute(query).mappings().first()
 
     # --- runs and events ---------------------------------------------------------------------
     def start_run(self, job_id: str, engine: str, workers: int, owner: str) -> int:

@@ -17,7 +17,7 @@ from shoal.store.schema import items
 
 #: a whole item row, as inserted
 ITEM_FIELDS = (
-    "job_id",
+    "job",
     "id",
     "seq",
     "input",
@@ -35,9 +35,7 @@ ITEM_FIELDS = (
     "error_message",
     "error_traceback",
 )
-STATUS, ATTEMPTS, WORKER = (ITEM_FIELDS.index(f) for f in ("status", "attempts", "worker"))
 SEQ = ITEM_FIELDS.index("seq")
-OUTCOME = slice(ATTEMPTS, len(ITEM_FIELDS))  #: attempts .. error_traceback
 
 #: an update of an item that succeeded
 SUCCEEDED_FIELDS = ("worker", "started", "finished", "seconds", "result", "attempts", "job", "id")
@@ -67,20 +65,24 @@ _COLUMN = {
 _SUCCEEDED: ColumnElement[str] = literal_column("'succeeded'")  # inline SQL: rows carry only their own values
 
 
-def new_item(job_id: str, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> list[Any]:
-    """A pending item row (ITEM_FIELDS), mutable until it is written."""
-    return [job_id, item_id, seq, input, uri, meta, "pending", 0, None, None, None, None, None, None, None, None, None]
+def item_head(job: int, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> tuple[Any, ...]:
+    """The first fields of an item row: who it is. An outcome tail completes it."""
+    return (job, item_id, seq, input, uri, meta)
+
+
+HEAD = 6  #: fields of item_head()
+PENDING_TAIL = ("pending", 0, None, None, None, None, None, None, None, None, None)
 
 
 def succeeded_row(
-    job_id: str, item_id: str, attempts: int, worker: str, started: float, finished: float, seconds: str, result: str
+    job: int, item_id: str, attempts: int, worker: str, started: float, finished: float, seconds: str, result: str
 ) -> tuple[Any, ...]:
     """SUCCEEDED_FIELDS, in order."""
-    return (worker, started, finished, seconds, result, attempts, job_id, item_id)
+    return (worker, started, finished, seconds, result, attempts, job, item_id)
 
 
 def failure_row(
-    job_id: str, item_id: str, status: str, attempts: int, error: dict[str, Any], **timing: Any
+    job: int, item_id: str, status: str, attempts: int, error: dict[str, Any], **timing: Any
 ) -> tuple[Any, ...]:
     """FAILURE_FIELDS, in order."""
     return (
@@ -94,23 +96,25 @@ def failure_row(
         error.get("type"),
         error.get("message"),
         error.get("traceback"),
-        job_id,
+        job,
         item_id,
     )
 
 
-def apply_success(row: list[Any], update: tuple[Any, ...]) -> None:
-    """Fold a succeeded_row() into an item row not yet written."""
+NO_ERROR = (None, None, None, None)
+
+
+def with_success(head: tuple[Any, ...], update: tuple[Any, ...], error: tuple[Any, ...] = NO_ERROR) -> tuple[Any, ...]:
+    """A whole item row (ITEM_FIELDS) from item_head() and a succeeded_row(); ``error`` keeps the
+    last failed attempt's error fields visible, as an update of a written row does."""
     worker, started, finished, seconds, result, attempts, _, _ = update
-    row[STATUS] = "succeeded"
-    row[OUTCOME] = [attempts, worker, started, finished, seconds, result, None, None, None, None]
+    return (*head, "succeeded", attempts, worker, started, finished, seconds, result, *error)
 
 
-def apply_failure(row: list[Any], update: tuple[Any, ...]) -> None:
-    """Fold a failure_row() into an item row not yet written."""
+def with_failure(head: tuple[Any, ...], update: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A whole item row (ITEM_FIELDS) from item_head() and a failure_row()."""
     status, attempts, worker, started, finished, seconds, stage, kind, message, traceback, _, _ = update
-    row[STATUS] = status
-    row[OUTCOME] = [attempts, worker, started, finished, seconds, None, stage, kind, message, traceback]
+    return (*head, status, attempts, worker, started, finished, seconds, None, stage, kind, message, traceback)
 
 
 class Bulk:
@@ -157,7 +161,7 @@ def update_items(engine: Engine, *, succeeded: bool) -> Bulk:
         values["status"] = _SUCCEEDED
     statement = (
         update(items)
-        .where(items.c.job_id == bindparam("b_job"), items.c.id == bindparam("b_id"), items.c.status != _SUCCEEDED)
+        .where(items.c.job == bindparam("b_job"), items.c.id == bindparam("b_id"), items.c.status != _SUCCEEDED)
         .values(**values)
     )
     return Bulk(statement, fields, engine, prefix="b_")

@@ -20,7 +20,8 @@ metadata = MetaData()
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", String(32), primary_key=True),
+    Column("num", Integer, primary_key=True, autoincrement=True),  #: compact key for item rows
+    Column("id", String(64), nullable=False, unique=True),  #: the public id, e.g. faces-20261125-1302-3fa9
     Column("key", String(64), nullable=False, index=True),  #: identity: code + inputs + options
     Column("pipeline", String(64), nullable=False),
     Column("fingerprint", String(32), nullable=False),
@@ -41,7 +42,7 @@ jobs = Table(
 items = Table(
     "items",
     metadata,
-    Column("job_id", String(32), primary_key=True),
+    Column("job", Integer, primary_key=True),  #: jobs.num: an integer keeps rows and indexes small
     Column("id", String(200), primary_key=True),
     Column("seq", BigInteger, nullable=False),  #: position in the inputs
     Column("input", Text, nullable=False),  #: how the input is named to people
@@ -58,7 +59,7 @@ items = Table(
     Column("error_type", String(128)),
     Column("error_message", Text),
     Column("error_traceback", Text),
-    Index("ix_items_job_seq", "job_id", "seq"),  # input order; never updated, so outcomes stay cheap
+    Index("ix_items_job_seq", "job", "seq"),  # input order; never updated, so outcomes stay cheap
 )
 
 runs = Table(

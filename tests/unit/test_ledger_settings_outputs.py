@@ -1,0 +1,139 @@
+"""The ledger's guarantees, settings precedence, and the run folder's files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal.errors import ConfigError, JobBusyError
+from shoal.outputs import export_results, flatten, utc
+from shoal.report import write_report
+from shoal.settings import RunSettings
+from shoal.store import JobRecord, Ledger
+from shoal.store.rows import PENDING_TAIL, item_head, succeeded_row, with_success
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def _job(ledger: Ledger, job_id: str = "job-1", out: str = "/out") -> JobRecord:
+    return ledger.create_job(
+        id=job_id, key="key", pipeline="p", fingerprint="f", project="/p", inputs='["in"]', options="{}",
+        out=out, state="running", created_at=time.time(), updated_at=time.time(), finished_at=None, entries=0,
+        ingested=False, owner=None, heartbeat_at=None,
+    )  # fmt: skip
+
+
+def test_a_succeeded_item_is_never_overwritten(ledger: Ledger) -> None:
+    job = _job(ledger)
+    first = succeeded_row(job.num, "a", 1, "w:1", 1.0, 2.0, '{"s":1}', '{"n":1}')
+    ledger.record(job.id, new=[with_success(item_head(job.num, "a", 0, "in/a", "in/a", None), first)])
+    late = succeeded_row(job.num, "a", 2, "w:2", 5.0, 6.0, '{"s":1}', '{"n":2}')
+    ledger.record(job.id, succeeded=[late], new=[item_head(job.num, "a", 0, "in/a", "in/a", None) + PENDING_TAIL])
+    row = ledger.item(job.id, "a")
+    assert row is not None
+    assert (row["status"], row["result"], row["worker"]) == ("succeeded", '{"n":1}', "w:1")
+
+
+def test_a_job_is_claimed_by_one_live_coordinator(ledger: Ledger, tmp_path: Path) -> None:
+    job = _job(ledger)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ledger.claim(job.id, f"{os.uname().nodename}:{other.pid}")
+        with pytest.raises(JobBusyError, match=f"being run by .*:{other.pid}"):
+            ledger.claim(job.id, f"{os.uname().nodename}:{os.getpid()}")
+    finally:
+        other.kill()
+        other.wait()
+    ledger.claim(job.id, f"{os.uname().nodename}:{os.getpid()}")  # its owner died: taken over at once
+    assert ledger.get_job(job.id).owner == f"{os.uname().nodename}:{os.getpid()}"
+
+
+def test_bad_database_urls_are_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a database URL"):
+        Ledger("not a url")
+
+
+def test_settings_precedence_is_flags_then_environment_then_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = {"workers": 3, "retries": 5, "timeout": 9.0}
+    monkeypatch.setenv("SHOAL_RETRIES", "4")
+    monkeypatch.setenv("SHOAL_TIMEOUT", "8")
+    settings = RunSettings.build(toml, timeout=7.0)
+    assert (settings.workers, settings.retries, settings.timeout) == (3, 4, 7.0)
+    with pytest.raises(ConfigError, match="unknown setting 'wrokers'"):
+        RunSettings.build({"wrokers": 2})
+    with pytest.raises(ConfigError, match="retries=-1"):
+        RunSettings.build(retries=-1)
+
+
+def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    job = _job(ledger, out=str(out))
+    now = time.time()
+    number = ledger.start_run(job.id, "local", 2, "me:1")
+    rows = [
+        with_success(
+            item_head(job.num, f"i{n}", n, f"in/{n}.jpg", f"in/{n}.jpg", '{"label": "x"}' if n == 0 else None),
+            succeeded_row(job.num, f"i{n}", 1, f"w:{n % 2}", now + n, now + n + 0.5 + n / 10, f'{{"a": {0.5 + n / 10}}}',
+                          json.dumps({"faces": n, "box": {"x": n, "y": 1}, "id": "clash"})),
+        )
+        for n in range(3)
+    ]  # fmt: skip
+    failed = item_head(job.num, "bad", 3, "in/bad.jpg", "in/bad.jpg", None) + (
+        "failed", 3, "w:1", now, now + 1, "{}", None, "Detect", "CorruptInputError", "in/bad.jpg: not an image", "tb",
+    )  # fmt: skip
+    ledger.record(job.id, new=[*rows, failed], entries=5)
+    ledger.end_run(job.id, number, "finished", 0.1)
+    ledger.set_state(job.id, "failed", finished=True)
+
+    report = write_report(ledger, job.id, out)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["i0", "i1", "i2"]
+    assert records[0]["meta"] == {"label": "x"}
+    assert records[1]["result"] == {"faces": 1, "box": {"x": 1, "y": 1}, "id": "clash"}
+    assert records[1]["seconds"] == {"a": 0.6}
+    assert records[1]["started"] == utc(now + 1)
+    with (out / "results.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert table[1]["box.x"] == "1"
+    assert table[1]["result.id"] == "clash"  # a result field named like a record column is prefixed
+    assert table[0]["meta.label"] == "x"
+    with (out / "errors.csv").open(newline="") as handle:
+        (error,) = list(csv.DictReader(handle))
+    assert error == {
+        "id": "bad", "input": "in/bad.jpg", "stage": "Detect", "error_type": "CorruptInputError",
+        "message": "in/bad.jpg: not an image", "attempts": "3",
+    }  # fmt: skip
+    assert report["items"] == {
+        "total": 4,
+        "pending": 0,
+        "succeeded": 3,
+        "failed": 1,
+        "cancelled": 0,
+        "retried": 1,
+        "duplicates": 1,
+    }
+    assert report["item_seconds"]["max_item"] == "i2"
+    assert report["item_seconds"]["min_item"] == "i0"
+    assert report["errors"] == {"CorruptInputError": 1}
+    text = (out / "performance.txt").read_text()
+    for words in ("succeeded       3", "max             0.7000  (i2)", "speedup", "efficiency", "workers         2"):
+        assert words in text
+    assert (out / "runtime.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+    export_results(ledger, job.id, out)  # idempotent: the same files again
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_flatten_and_utc() -> None:
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": "[1, 2]", "d": None}
+    assert utc(0.0) == "1970-01-01T00:00:00.000Z"
