@@ -168,9 +168,11 @@ def main() -> None:
         root = Path(tmp)
         db = f"sqlite:///{root / 'ledger.db'}"
         import shoal.runner  # noqa: F401 - import once, before timing, as a long-lived process would
-        project = write_project(
-            root, "noop", 'import shoal\npipeline = shoal.Pipeline("noop")\n\n@pipeline.stage()\ndef noop(item):\n    return {}\n'
+
+        noop_code = (
+            'import shoal\npipeline = shoal.Pipeline("noop")\n\n@pipeline.stage()\ndef noop(item):\n    return {}\n'
         )
+        project = write_project(root, "noop", noop_code)
         listing = write_list(root, "noop", args.items)
         shoal_rates, pool_rates = [], []
         for round_ in range(args.repeat):
@@ -189,7 +191,8 @@ def main() -> None:
         "first_item_s": round(first, 3),
         "worker_rss_mb": round(rss, 1),
     }
-    print(f"no-op: shoal {noop_rate:,.0f} items/s vs Pool {pool:,.0f} items/s; first item after {first:.3f} s; idle worker {rss:.1f} MB")
+    print(f"no-op: shoal {noop_rate:,.0f} items/s vs Pool {pool:,.0f} items/s")
+    print(f"first item after {first:.3f} s; idle worker {rss:.1f} MB")
     print(json.dumps(figures))
 
 

@@ -80,17 +80,32 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
     job = _job(ledger, out=str(out))
     now = time.time()
     number = ledger.start_run(job.id, "local", 2, "me:1")
-    rows = [
-        with_success(
-            item_head(job.num, f"i{n}", n, f"in/{n}.jpg", f"in/{n}.jpg", '{"label": "x"}' if n == 0 else None),
-            succeeded_row(job.num, f"i{n}", 1, f"w:{n % 2}", now + n, now + n + 0.5 + n / 10, f'{{"a": {0.5 + n / 10}}}',
-                          json.dumps({"faces": n, "box": {"x": n, "y": 1}, "id": "clash"})),
+    rows = []
+    for n in range(3):
+        head = item_head(job.num, f"i{n}", n, f"in/{n}.jpg", f"in/{n}.jpg", '{"label": "x"}' if n == 0 else None)
+        result = json.dumps({"faces": n, "box": {"x": n, "y": 1}, "id": "clash"})
+        seconds = f'{{"a": {0.5 + n / 10}}}'
+        rows.append(
+            with_success(
+                head, succeeded_row(job.num, f"i{n}", 1, f"w:{n % 2}", now + n, now + n + 0.6, seconds, result)
+            )
         )
-        for n in range(3)
-    ]  # fmt: skip
-    failed = item_head(job.num, "bad", 3, "in/bad.jpg", "in/bad.jpg", None) + (
-        "failed", 3, "w:1", now, now + 1, "{}", None, "Detect", "CorruptInputError", "in/bad.jpg: not an image", "tb",
-    )  # fmt: skip
+    failed = (
+        *item_head(job.num, "bad", 3, "in/bad.jpg", "in/bad.jpg", None),
+        *(
+            "failed",
+            3,
+            "w:1",
+            now,
+            now + 1,
+            "{}",
+            None,
+            "Detect",
+            "CorruptInputError",
+            "in/bad.jpg: not an image",
+            "tb",
+        ),
+    )
     ledger.record(job.id, new=[*rows, failed], entries=5)
     ledger.end_run(job.id, number, "finished", 0.1)
     ledger.set_state(job.id, "failed", finished=True)

@@ -111,9 +111,8 @@ def test_a_batch_that_raises_fails_every_member_as_one_batch(make_project: MakeP
 def test_results_shoal_cannot_record_fail_clearly(
     make_project: MakeProject, tmp_path: Path, body: str, message: str
 ) -> None:
-    project = make_project(
-        f"import shoal\npipeline = shoal.Pipeline('bad')\n\n@pipeline.stage(batch_size=2, name='bad')\ndef bad(items):\n    {body}\n"
-    )
+    code = "import shoal\npipeline = shoal.Pipeline('bad')\n\n@pipeline.stage(batch_size=2, name='bad')\n"
+    project = make_project(f"{code}def bad(items):\n    {body}\n")
     report = _runtime(project, tmp_path / "out").run(_items(tmp_path / "in", {"a": "1", "b": "2"}))
     assert message in report.failed[0]["error"]["message"]
     assert report.failed[0]["error"]["retry"] is False
@@ -130,7 +129,7 @@ def test_failing_setup_is_a_start_error_naming_the_stage(make_project: MakeProje
         "import shoal\npipeline = shoal.Pipeline('s')\n\n@pipeline.stage()\nclass Model:\n"
         "    def setup(self):\n        raise OSError('no GPU')\n    def process(self, item):\n        return {}\n"
     )
-    with pytest.raises(WorkerStartError, match="setup\\(\\) of stage 'Model' failed .*OSError: no GPU"):
+    with pytest.raises(WorkerStartError, match=r"setup\(\) of stage 'Model' failed .*OSError: no GPU"):
         _runtime(project, tmp_path / "out")
 
 
