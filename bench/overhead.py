@@ -32,7 +32,6 @@ import shoal
 from shoal.engines import WorkerReady
 from shoal.engines.local import LocalEngine
 from shoal.project import load_project
-from shoal.wire import JobSpec
 
 WORKERS = 2
 CPU_ITEMS = 400
@@ -139,9 +138,8 @@ def first_item_seconds(root: Path, project: Path) -> float:
 
 
 def idle_worker_rss_mb(root: Path, project: Path) -> float:
-    loaded = load_project(project)
-    engine = LocalEngine(WORKERS)
-    engine.start(JobSpec("bench-rss", str(project), loaded.fingerprint, str(root / "rss-out")))
+    engine = LocalEngine(project, load_project(project).fingerprint, WORKERS)
+    engine.start()
     ready = 0
     deadline = time.monotonic() + 30
     while ready < WORKERS and time.monotonic() < deadline:

@@ -133,7 +133,7 @@ class Coordinator:
         p.total = sum(counts.values())
         p.done_at_start = p.finished
         self.middleware.before_run(self.job, self.engine.workers)
-        self.engine.start(self.spec)
+        self.engine.start()
         outcome = "aborted"
         try:
             outcome = self._loop()
@@ -260,7 +260,7 @@ class Coordinator:
                 items = [self._ready.popleft() for _ in range(size)]
             else:
                 return
-            chunk = Chunk(next(self._chunk_ids), items)
+            chunk = Chunk(next(self._chunk_ids), self.spec, items)
             self._inflight[chunk.id] = {w["id"]: w for w in items}
             self.engine.submit(chunk)
 

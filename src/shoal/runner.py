@@ -154,14 +154,18 @@ def _execute(
         json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
+    engine = LocalEngine(
+        project.root, project.fingerprint, settings.workers, item_timeout=settings.timeout, log_dir=out / "logs"
+    )
+    engine.start()  # workers import the project while the run is recorded and inputs are opened
     number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
     entries = islice(open_inputs(inputs), job.entries, settings.limit)
     stack = MiddlewareStack(middleware)
     coordinator = Coordinator(
         ledger,
         job,
-        LocalEngine(settings.workers, item_timeout=settings.timeout, log_dir=out / "logs"),
-        JobSpec(job.id, str(project.root), project.fingerprint, str(out), settings.fetch_timeout),
+        engine,
+        JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout),
         project.pipeline,
         entries,
         policy=RetryPolicy(settings.retries, settings.retry_backoff),

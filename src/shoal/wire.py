@@ -1,8 +1,9 @@
 """The JSON messages between a coordinator and its workers, whatever carries them.
 
-Workers receive a JobSpec once and then chunks of item dicts ``{"id", "uri", "input"?, "meta"?,
-"attempt"?}``. They answer with a Report: ``{"ok": [OkRow...], "failed": [Failure...], "took": s}``.
-Only JSON crosses: never pickle.
+A worker loads one project (a folder, at one fingerprint) and then takes chunks of any job of that
+code: each chunk carries its JobSpec and item dicts ``{"id", "uri", "input"?, "meta"?, "attempt"?}``.
+Workers answer with a Report: ``{"ok": [OkRow...], "failed": [Failure...], "took": s}``. Only JSON
+crosses: never pickle.
 
 An OkRow is the list ``[id, result_json, start, end, seconds_json]`` (a list, not an object: it
 is the hot path, and the coordinator stores the JSON texts as they came). A Failure is ``{"id",
@@ -49,10 +50,9 @@ class Report:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a worker must know about a job to run its items."""
+    """What a worker must know about a job to run its items; sent with every chunk."""
 
     job_id: str
-    project: str  #: the project folder, as the worker sees it
     fingerprint: str  #: workers refuse to run other code than this
     out: str  #: the run folder; artifacts go under out/artifacts
     fetch_timeout: float = 30.0  #: seconds to download one remote input

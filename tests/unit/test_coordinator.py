@@ -35,7 +35,7 @@ class ScriptedEngine:
     def workers(self) -> int:
         return self.size
 
-    def start(self, spec: JobSpec) -> None:
+    def start(self) -> None:
         self.started = True
 
     def capacity(self) -> int:
@@ -103,7 +103,7 @@ def _run(
     job = _job(ledger)
     engine = ScriptedEngine(fate)
     coordinator = Coordinator(
-        ledger, job, engine, JobSpec(job.id, "/p", "f", "/out"), _pipeline(batch_size), iter(_entries(names)),
+        ledger, job, engine, JobSpec(job.id, "f", "/out"), _pipeline(batch_size), iter(_entries(names)),
         policy=RetryPolicy(retries, backoff=0.0),
     )  # fmt: skip
     assert coordinator.run() == "finished"

@@ -46,9 +46,19 @@ def save(item):
 """
 
 
-def _runtime(project: Path, out: Path, **spec: Any) -> Runtime:
-    loaded = load_project(project)
-    return Runtime.start(JobSpec("job", str(project), spec.get("fingerprint", loaded.fingerprint), str(out)))
+class _Bound:
+    """A runtime and the job whose items it runs."""
+
+    def __init__(self, runtime: Runtime, job: JobSpec) -> None:
+        self.runtime, self.job = runtime, job
+
+    def run(self, items: list[dict[str, Any]]) -> Any:
+        return self.runtime.run(items, self.job)
+
+
+def _runtime(project: Path, out: Path, **spec: Any) -> _Bound:
+    runtime = Runtime.start(project, spec.get("fingerprint"))
+    return _Bound(runtime, JobSpec("job", runtime.fingerprint, str(out)))
 
 
 def _items(folder: Path, contents: dict[str, str]) -> list[dict[str, Any]]:
@@ -120,8 +130,12 @@ def test_results_shoal_cannot_record_fail_clearly(
 
 def test_workers_refuse_code_of_another_version(make_project: MakeProject, tmp_path: Path) -> None:
     project = make_project(STAGES)
-    with pytest.raises(FingerprintMismatchError, match="runs version 0000000000000000"):
+    with pytest.raises(FingerprintMismatchError, match="this run needs version 0000000000000000"):
         _runtime(project, tmp_path / "out", fingerprint="0000000000000000")
+    bound = _runtime(project, tmp_path / "out")
+    stale = JobSpec("job-9", "1111111111111111", str(tmp_path / "out"))
+    with pytest.raises(FingerprintMismatchError, match="job job-9 needs version 1111111111111111"):
+        bound.runtime.run(_items(tmp_path / "in", {"a.txt": "x"}), stale)
 
 
 def test_failing_setup_is_a_start_error_naming_the_stage(make_project: MakeProject, tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ from shoal.wire import JobSpec, Report, WireItem
 
 @dataclass
 class Chunk:
-    """Items sent to one worker together, to amortise the cost of a message."""
+    """Items of one job sent to one worker together, to amortise the cost of a message."""
 
     id: int
+    job: JobSpec
     items: list[WireItem]
 
 
@@ -63,8 +64,8 @@ Event = WorkerReady | ItemsDone | ChunkLost | WorkerFailed
 class Engine(Protocol):
     """The coordinator's view of a pool of workers."""
 
-    def start(self, spec: JobSpec) -> None:
-        """Begin starting workers for a job; returns at once."""
+    def start(self) -> None:
+        """Begin starting workers (or connecting to them); returns at once; idempotent."""
 
     def capacity(self) -> int:
         """How many more chunks may be submitted now."""

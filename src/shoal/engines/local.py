@@ -24,7 +24,7 @@ from typing import IO, Any
 from shoal._json import encode, loads
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._slots import SlotBoard
-from shoal.wire import JobSpec, Report
+from shoal.wire import Report
 
 PREFETCH = 2  #: chunks queued per worker, so a worker never waits for its next chunk
 STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
@@ -47,12 +47,22 @@ class _Worker:
 class LocalEngine:
     """N worker processes on this machine."""
 
-    def __init__(self, workers: int, *, item_timeout: float | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        project: Path,
+        fingerprint: str,
+        workers: int,
+        *,
+        item_timeout: float | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.project = project
+        self.fingerprint = fingerprint
         self._size = max(1, workers)
         self.item_timeout = item_timeout
         self.log_dir = log_dir
         self._workers: dict[int, _Worker] = {}
-        self._spec: JobSpec | None = None
+        self._started = False
         self._tmp = Path(tempfile.mkdtemp(prefix="shoal-engine-"))
         self._board = SlotBoard(self._tmp / "slots", self._size, create=True)
         self._stopping = False
@@ -64,10 +74,11 @@ class LocalEngine:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values()]
 
-    def start(self, spec: JobSpec) -> None:
-        self._spec = spec
-        for slot in range(self._size):
-            self._spawn(slot)
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            for slot in range(self._size):
+                self._spawn(slot)
 
     def capacity(self) -> int:
         return sum(PREFETCH - len(w.chunks) for w in self._workers.values() if not w.killed_for)
@@ -78,7 +89,7 @@ class LocalEngine:
         )
         worker.chunks.append(chunk)
         with contextlib.suppress(OSError):  # it is dying; the loss is reported when its pipe closes
-            _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "items": chunk.items})
+            _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "job": chunk.job.to_dict(), "items": chunk.items})
 
     def poll(self, timeout: float) -> list[Event]:
         events: list[Event] = []
@@ -119,7 +130,6 @@ class LocalEngine:
 
     # --- internals -------------------------------------------------------------------------
     def _spawn(self, slot: int) -> None:
-        assert self._spec is not None
         self._board.reset(slot)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
@@ -144,7 +154,7 @@ class LocalEngine:
             log,
         )
         self._workers[slot] = worker
-        _send(worker.inbox, {"op": "spec", "spec": self._spec.to_dict()})
+        _send(worker.inbox, {"op": "start", "project": str(self.project), "fingerprint": self.fingerprint})
 
     def _log(self, slot: int) -> IO[bytes]:
         if self.log_dir is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal._json import encode, loads
+from shoal.wire import JobSpec, Report
 
 FLUSH_EVERY = 0.02  #: seconds; report finished items at least this often within a chunk
 
@@ -33,8 +34,8 @@ def main(argv: list[str]) -> int:
 
     board = SlotBoard(Path(slots_path), int(slot) + 1)
     messages = _drain(inbox)
-    spec_message = messages.get()
-    if spec_message is None:
+    start = messages.get()
+    if start is None:
         return 0
     current = {"chunk": -1, "offset": 0}
 
@@ -43,9 +44,7 @@ def main(argv: list[str]) -> int:
 
     began = time.monotonic()
     try:
-        from shoal.wire import JobSpec
-
-        runtime = Runtime.start(JobSpec.from_dict(spec_message["spec"]), probe)
+        runtime = Runtime.start(start["project"], start["fingerprint"], probe)
     except Exception as exc:
         _send(outbox, {"op": "failed", "worker": worker_name(), "message": _describe(exc)})
         return 3
@@ -53,22 +52,27 @@ def main(argv: list[str]) -> int:
     group = runtime.project.pipeline.group_size
     while (message := messages.get()) is not None and message["op"] == "chunk":
         current["chunk"] = message["chunk"]
-        _run_chunk(runtime, outbox, message["chunk"], message["items"], group, current)
+        job = JobSpec.from_dict(message["job"])
+        _run_chunk(runtime, job, outbox, message["chunk"], message["items"], group, current)
         board.idle(int(slot))
     runtime.close()
     return 0
 
 
 def _run_chunk(
-    runtime: Any, outbox: Connection, chunk: int, items: list[dict[str, Any]], group: int, current: dict[str, int]
+    runtime: Any,
+    job: JobSpec,
+    outbox: Connection,
+    chunk: int,
+    items: list[dict[str, Any]],
+    group: int,
+    current: dict[str, int],
 ) -> None:
-    from shoal.wire import Report
-
     pending = Report()
     flushed = time.perf_counter()
     for offset in range(0, len(items), group):
         current["offset"] = offset
-        pending.extend(runtime.run(items[offset : offset + group]))
+        pending.extend(runtime.run(items[offset : offset + group], job))
         if time.perf_counter() - flushed > FLUSH_EVERY and offset + group < len(items):
             _send(outbox, {"op": "done", "chunk": chunk, **pending.to_dict()})
             pending, flushed = Report(), time.perf_counter()

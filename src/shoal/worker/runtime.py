@@ -33,27 +33,20 @@ def _no_probe(first: int, count: int, stage: int) -> None:
 
 
 class Runtime:
-    """A project loaded and set up in this process, ready to run items of one job."""
+    """A project loaded and set up in this process, ready to run items of any job of this code."""
 
-    def __init__(self, project: Project, spec: JobSpec, probe: Probe = _no_probe) -> None:
+    def __init__(self, project: Project, probe: Probe = _no_probe) -> None:
         self.project = project
-        self.spec = spec
         self.probe = probe
         self.stages: list[BoundStage] = [s.bind() for s in project.pipeline.stages]
-        scratch = Path(tempfile.mkdtemp(prefix=f"shoal-{spec.job_id}-"))
-        self.context = ItemContext(Path(spec.out) / "artifacts", scratch, spec.fetch_timeout)
+        self._contexts: dict[tuple[str, str], ItemContext] = {}
 
     @classmethod
-    def start(cls, spec: JobSpec, probe: Probe = _no_probe) -> Runtime:
-        """Import the project, check its fingerprint and run each stage's setup()."""
-        project = load_project(spec.project)
-        if project.fingerprint != spec.fingerprint:
-            raise FingerprintMismatchError(
-                f"worker {worker_name()} has project {spec.project} at version {project.fingerprint}, "
-                f"but job {spec.job_id} runs version {spec.fingerprint}; deploy the same code to "
-                "every worker, or re-run to start a job for the new code"
-            )
-        runtime = cls(project, spec, probe)
+    def start(cls, project: str | Path, fingerprint: str | None = None, probe: Probe = _no_probe) -> Runtime:
+        """Import the project, check it is the expected version, and run each stage's setup()."""
+        runtime = cls(load_project(project), probe)
+        if fingerprint is not None:
+            runtime.check(fingerprint, "this run")
         for bound in runtime.stages:
             try:
                 bound.setup()
@@ -64,6 +57,18 @@ class Runtime:
                 ) from exc
         return runtime
 
+    @property
+    def fingerprint(self) -> str:
+        return self.project.fingerprint
+
+    def check(self, fingerprint: str, job: str) -> None:
+        """Refuse to run code other than the job's: stale workers must not produce results."""
+        if fingerprint != self.project.fingerprint:
+            raise FingerprintMismatchError(
+                f"worker {worker_name()} has project {self.project.root} at version {self.project.fingerprint}, "
+                f"but {job} needs version {fingerprint}: deploy the same code to every worker and restart them"
+            )
+
     def close(self) -> None:
         for bound in self.stages:
             try:
@@ -71,34 +76,44 @@ class Runtime:
             except Exception:  # teardown problems must not hide the run's outcome
                 traceback.print_exc()
 
-    def run(self, wire_items: Sequence[WireItem]) -> Report:
-        """Run one group of items through every stage and report on each."""
-        run = _GroupRun([self._item(w) for w in wire_items], self.probe)
+    def run(self, wire_items: Sequence[WireItem], job: JobSpec) -> Report:
+        """Run one group of a job's items through every stage and report on each."""
+        self.check(job.fingerprint, f"job {job.job_id}")
+        context = self._context(job)
+        run = _GroupRun([self._item(w, context) for w in wire_items], self.probe)
         for index, bound in enumerate(self.stages):
             run.stage(index, bound)
         report = Report(took=sum(run.took))
         for i in range(len(run.items)):
-            self._finish(run, i, report)
+            self._finish(run, i, report, context)
         return report
 
-    def _item(self, wire: WireItem) -> Item:
+    def _context(self, job: JobSpec) -> ItemContext:
+        key = (job.job_id, job.out)
+        if key not in self._contexts:
+            scratch = Path(tempfile.mkdtemp(prefix=f"shoal-{job.job_id}-"))
+            self._contexts[key] = ItemContext(Path(job.out) / "artifacts", scratch, job.fetch_timeout)
+        return self._contexts[key]
+
+    @staticmethod
+    def _item(wire: WireItem, context: ItemContext) -> Item:
         return Item(
             wire["id"],
             wire.get("uri"),
             input=wire.get("input"),
             meta=wire.get("meta"),
             attempt=wire.get("attempt", 1),
-            context=self.context,
+            context=context,
         )
 
-    def _finish(self, run: _GroupRun, i: int, report: Report) -> None:
+    def _finish(self, run: _GroupRun, i: int, report: Report, context: ItemContext) -> None:
         item = run.items[i]
         seconds = dumps(run.seconds[i])
         error = run.errors.get(i)
         if error is None:
             try:
                 result = dumps(item.result)
-                self.context.commit(item)
+                context.commit(item)
                 report.ok.append([item.id, result, run.start[i], run.end[i], seconds])
             except TypeError as exc:
                 last = self.stages[-1].stage.name
@@ -106,11 +121,11 @@ class Runtime:
             except OSError as exc:
                 error = _error("artifacts", exc)
         if error is not None:
-            self.context.discard(item)
+            context.discard(item)
             report.failed.append(
                 {"id": item.id, "start": run.start[i], "end": run.end[i], "seconds": seconds, "error": error}
             )
-        self.context.release(item)
+        context.release(item)
 
 
 class _GroupRun:
