@@ -6,7 +6,8 @@
     against multiprocessing.Pool.imap_unordered(chunksize=1) over the same items (pool start-up
     included); the median of --repeat interleaved rounds of each;
 (b) CPU-bound efficiency: 400 items of about 20 ms of pure-Python work, serial time measured
-    here divided by (workers x wall time of the shoal run);
+    here divided by (workers x wall time of the shoal run); ProcessPoolExecutor's figure on the
+    same work is printed beside it, as this machine's ceiling at the time;
 (c) seconds from starting the `shoal run` command to the first item done;
 (d) resident memory of an idle worker (project imported, setup done, waiting for work).
 
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import shoal
@@ -93,11 +95,10 @@ def pool_rate(count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def cpu_efficiency(root: Path, rounds: int, db: str) -> float:
-    began = time.perf_counter()
-    for _ in range(CPU_ITEMS):
-        burn(rounds)
-    serial = time.perf_counter() - began
+def cpu_efficiency(root: Path, rounds: int, repeat: int) -> tuple[float, float]:
+    """Median over ``repeat`` rounds of serial time / (workers x shoal wall time), each round
+    measuring both back to back so drifts in machine speed hit both alike. The same figure for
+    ProcessPoolExecutor is returned too: it is this machine's own ceiling at the time."""
     project = write_project(
         root,
         "cpu",
@@ -114,11 +115,26 @@ def cpu_efficiency(root: Path, rounds: int, db: str) -> float:
         """,
     )
     listing = write_list(root, "cpu", CPU_ITEMS)
-    began = time.perf_counter()
-    shoal.run(project, [str(listing)], workers=WORKERS, report=False, new=True, db_url=db)
-    wall = time.perf_counter() - began
-    print(f"cpu-bound: serial {serial:.2f} s, shoal wall {wall:.2f} s on {WORKERS} workers")
-    return serial / (WORKERS * wall)
+    efficiencies, pool_efficiencies = [], []
+    for round_ in range(repeat):
+        began = time.perf_counter()
+        for _ in range(CPU_ITEMS):
+            burn(rounds)
+        serial = time.perf_counter() - began
+        db = root / f"cpu-{round_}.db"
+        began = time.perf_counter()
+        shoal.run(project, [str(listing)], workers=WORKERS, report=False, new=True, db_url=f"sqlite:///{db}")
+        wall = time.perf_counter() - began
+        efficiencies.append(serial / (WORKERS * wall))
+        began = time.perf_counter()
+        with ProcessPoolExecutor(WORKERS) as pool:
+            list(pool.map(burn, [rounds] * CPU_ITEMS))
+        pool_efficiencies.append(serial / (WORKERS * (time.perf_counter() - began)))
+        print(
+            f"cpu-bound round {round_ + 1}: serial {serial:.2f} s, shoal {wall:.2f} s on {WORKERS} workers: "
+            f"efficiency {efficiencies[-1]:.3f} (ProcessPoolExecutor {pool_efficiencies[-1]:.3f})"
+        )
+    return statistics.median(efficiencies), statistics.median(pool_efficiencies)
 
 
 def first_item_seconds(root: Path, project: Path) -> float:
@@ -164,7 +180,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
         root = Path(tmp)
-        db = f"sqlite:///{root / 'ledger.db'}"
         import shoal.runner  # noqa: F401 - import once, before timing, as a long-lived process would
 
         noop_code = (
@@ -178,7 +193,7 @@ def main() -> None:
             pool_rates.append(pool_rate(args.items))
             print(f"round {round_ + 1}: shoal {shoal_rates[-1]:,.0f} items/s, Pool {pool_rates[-1]:,.0f} items/s")
         noop_rate, pool = statistics.median(shoal_rates), statistics.median(pool_rates)
-        efficiency = cpu_efficiency(root, calibrate(), db)
+        efficiency, pool_efficiency = cpu_efficiency(root, calibrate(), args.repeat)
         first = first_item_seconds(root, project)
         rss = idle_worker_rss_mb(root, project)
     figures = {
@@ -186,6 +201,7 @@ def main() -> None:
         "pool_items_per_s": round(pool),
         "ratio_vs_pool": round(noop_rate / pool, 3),
         "cpu_efficiency": round(efficiency, 3),
+        "cpu_efficiency_process_pool": round(pool_efficiency, 3),
         "first_item_s": round(first, 3),
         "worker_rss_mb": round(rss, 1),
     }
