@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any
 
 from shoal.coordinator import Coordinator, RetryPolicy
-from shoal.engines.local import LocalEngine
+from shoal.engines import create_engine
 from shoal.errors import ConfigError
 from shoal.middleware import Middleware, MiddlewareStack
 from shoal.outputs import atomic_write
@@ -55,6 +55,17 @@ class RunResult:
         return EXIT_CODES.get(self.state, 1)
 
 
+@dataclass
+class Plan:
+    """A job ready to run: its project, settings, inputs and ledger record."""
+
+    project: Project
+    settings: RunSettings
+    inputs: list[str]
+    job: JobRecord
+    resumed: bool  #: an unfinished job from an earlier run is continued
+
+
 def run(
     project: str | Path,
     inputs: Sequence[str] | None = None,
@@ -63,20 +74,39 @@ def run(
     report: bool = True,
     **flags: Any,
 ) -> RunResult:
-    """Run a project's pipeline over its inputs; ``flags`` are RunSettings fields."""
+    """Run a project's pipeline over its inputs; ``flags`` are RunSettings fields.
+
+    A finished job for the same code, inputs and options is reported, not run again.
+    """
     loaded = load_project(project)
-    settings = _settings(loaded, inputs, flags)
-    sources = [normalize_input(v) for v in settings.inputs]
-    open_inputs(sources)  # every input must open before a job is made for them
+    settings = settings_for(loaded, inputs, flags)
     ledger = Ledger(settings.ledger_url)
     try:
-        job, resumed = _job(ledger, loaded, settings, sources)
-        out = Path(job.out)
-        if job.finished:
+        plan = prepare(ledger, loaded, settings)
+        if plan.job.finished:
+            job, out = plan.job, Path(plan.job.out)
             return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, _read_report(out), ledger.url)
-        return _execute(ledger, job, loaded, settings, sources, middleware, report, resumed)
+        return execute(ledger, plan, middleware=middleware, report=report)
     finally:
         ledger.close()
+
+
+def settings_for(project: Project, inputs: Sequence[str] | None, flags: dict[str, Any]) -> RunSettings:
+    """Flags over SHOAL_* variables over the project's shoal.toml [run] table over defaults."""
+    table = dict(project.config.get("run", {}))
+    if "inputs" in table:  # inputs in shoal.toml are relative to the project folder
+        table["inputs"] = [
+            v if "://" in v else str((project.root / Path(v).expanduser()).resolve()) for v in table["inputs"]
+        ]
+    return RunSettings.build(table, inputs=list(inputs) if inputs else None, **flags)
+
+
+def prepare(ledger: Ledger, project: Project, settings: RunSettings) -> Plan:
+    """Check the inputs open, then find the job for them (to resume or report) or create it."""
+    inputs = [normalize_input(v) for v in settings.inputs]
+    open_inputs(inputs)  # every input must open before a job is made for them
+    job, resumed = _job(ledger, project, settings, inputs)
+    return Plan(project, settings, inputs, job, resumed)
 
 
 def normalize_input(value: str) -> str:
@@ -93,15 +123,6 @@ def job_key(project: Project, inputs: Sequence[str], settings: RunSettings) -> s
         "limit": settings.limit,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _settings(project: Project, inputs: Sequence[str] | None, flags: dict[str, Any]) -> RunSettings:
-    table = dict(project.config.get("run", {}))
-    if "inputs" in table:  # inputs in shoal.toml are relative to the project folder
-        table["inputs"] = [
-            v if "://" in v else str((project.root / Path(v).expanduser()).resolve()) for v in table["inputs"]
-        ]
-    return RunSettings.build(table, inputs=list(inputs) if inputs else None, **flags)
 
 
 def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[str]) -> tuple[JobRecord, bool]:
@@ -124,7 +145,7 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
         fingerprint=project.fingerprint,
         project=str(project.root),
         inputs=json.dumps(inputs),
-        options=json.dumps({"limit": settings.limit}),
+        options=json.dumps(settings.job_options()),
         out=str(out),
         state="pending",
         created_at=now,
@@ -138,34 +159,25 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
     return record, False
 
 
-def _execute(
-    ledger: Ledger,
-    job: JobRecord,
-    project: Project,
-    settings: RunSettings,
-    inputs: list[str],
-    middleware: Sequence[Middleware],
-    report: bool,
-    resumed: bool,
-) -> RunResult:
+def execute(ledger: Ledger, plan: Plan, *, middleware: Sequence[Middleware] = (), report: bool = True) -> RunResult:
+    """Run a prepared job until it finishes or is interrupted, then write its report."""
+    job, project, settings = plan.job, plan.project, plan.settings
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "job.json") as handle:
         json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
-    engine = LocalEngine(
-        project.root, project.fingerprint, settings.workers, item_timeout=settings.timeout, log_dir=out / "logs"
-    )
+    engine = create_engine(settings, project, log_dir=out / "logs")
     engine.start()  # workers import the project while the run is recorded and inputs are opened
     number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
-    entries = islice(open_inputs(inputs), job.entries, settings.limit)
+    entries = islice(open_inputs(plan.inputs), job.entries, settings.limit)
     stack = MiddlewareStack(middleware)
     coordinator = Coordinator(
         ledger,
         job,
         engine,
-        JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout),
+        JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout, settings.timeout),
         project.pipeline,
         entries,
         policy=RetryPolicy(settings.retries, settings.retry_backoff),
@@ -190,7 +202,7 @@ def _execute(
         from shoal.report import write_report
 
         data = write_report(ledger, job.id, out)
-    return RunResult(job.id, state, out, counts, resumed, False, data, ledger.url)
+    return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
 
 
 @contextmanager

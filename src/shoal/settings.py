@@ -57,6 +57,10 @@ class RunSettings(BaseSettings):
     def ledger_url(self) -> str:
         return self.db_url or default_db()
 
+    def job_options(self) -> dict[str, Any]:
+        """The settings a job keeps, so it can be resumed as it was started (the API resumes jobs)."""
+        return self.model_dump(include={"limit", "retries", "retry_backoff", "timeout", "fetch_timeout"})
+
 
 def _describe(exc: ValidationError) -> str:
     problems = []

@@ -56,6 +56,7 @@ class JobSpec:
     fingerprint: str  #: workers refuse to run other code than this
     out: str  #: the run folder; artifacts go under out/artifacts
     fetch_timeout: float = 30.0  #: seconds to download one remote input
+    item_timeout: float | None = None  #: seconds one item may take before its worker is replaced
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

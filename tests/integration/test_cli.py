@@ -126,3 +126,49 @@ def test_run_prints_progress_and_summary_then_jobs_and_report(
     by_id = shoal_cli("report", out.name, cwd=home)
     assert by_id.returncode == 0
     assert "30 succeeded" in by_id.stdout
+
+
+def test_limit_processes_only_the_first_inputs_and_is_a_job_of_its_own(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    project = make_project(ECHO)
+    listing = inputs(20)
+    limited = shoal_cli("run", str(project), "-i", str(listing), "--limit", "5", cwd=home)
+    assert limited.returncode == 0, limited.stderr
+    out = next((home / "shoal-runs").glob("echo-*"))
+    assert sorted(r["result"]["text"] for r in read_results(out)) == ["0", "1", "2", "3", "4"]
+    whole = shoal_cli("run", str(project), "-i", str(listing), cwd=home)
+    assert whole.returncode == 0
+    assert "already ran" not in whole.stderr
+    assert "20 total, 20 succeeded" in whole.stdout
+
+
+def test_progress_bar_on_a_terminal(home: Path, make_project: MakeProject, inputs: Callable[[int], Path]) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    project = make_project(ECHO)
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "run", str(project), "-i", str(inputs(50)), "-w", "2"],
+        cwd=home, stdin=secondary, stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(60) == 0
+    os.close(primary)
+    text = output.decode(errors="replace")
+    assert "50/50" in text  # the bar's done/total column
+    assert "items/s" in text
+    assert "━" in text
+    assert "shoal: running job" not in text  # plain lines are for pipes and logs

@@ -7,9 +7,15 @@ An engine only moves work and reports what happened; the coordinator decides wha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
+from shoal.errors import ConfigError
 from shoal.wire import JobSpec, Report, WireItem
+
+if TYPE_CHECKING:
+    from shoal.project import Project
+    from shoal.settings import RunSettings
 
 
 @dataclass
@@ -82,3 +88,15 @@ class Engine(Protocol):
     @property
     def workers(self) -> int:
         """How many workers are configured."""
+
+
+ENGINES = ("local", "celery")
+
+
+def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | None = None) -> Engine:
+    """The engine named by the settings: ``local`` (the default) runs workers on this machine."""
+    if settings.engine == "local":
+        from shoal.engines.local import LocalEngine
+
+        return LocalEngine(project.root, project.fingerprint, settings.workers, log_dir=log_dir)
+    raise ConfigError(f"unknown engine {settings.engine!r}: choose one of {', '.join(ENGINES)}")

@@ -53,13 +53,11 @@ class LocalEngine:
         fingerprint: str,
         workers: int,
         *,
-        item_timeout: float | None = None,
         log_dir: Path | None = None,
     ) -> None:
         self.project = project
         self.fingerprint = fingerprint
         self._size = max(1, workers)
-        self.item_timeout = item_timeout
         self.log_dir = log_dir
         self._workers: dict[int, _Worker] = {}
         self._started = False
@@ -200,18 +198,18 @@ class LocalEngine:
         return events
 
     def _enforce_timeouts(self) -> None:
-        if not self.item_timeout:
-            return
+        """Kill a worker whose current item has run past its job's item timeout."""
         now = time.monotonic()
         for worker in self._workers.values():
-            posting = self._board.read(worker.slot)
-            if worker.killed_for or posting.count == 0 or not worker.chunks:
+            if worker.killed_for or not worker.chunks:
                 continue
-            limit = self.item_timeout * posting.count
-            if now - posting.started > limit:
+            timeout = worker.chunks[0].job.item_timeout
+            posting = self._board.read(worker.slot)
+            if not timeout or posting.count == 0 or posting.chunk != worker.chunks[0].id:
+                continue
+            if now - posting.started > timeout * posting.count:
                 worker.killed_for = (
-                    f"took longer than the {self.item_timeout:g} s item timeout; "
-                    f"its worker {worker.name} was killed and replaced"
+                    f"took longer than the {timeout:g} s item timeout; its worker {worker.name} was killed and replaced"
                 )
                 _kill(worker.process)
 
