@@ -14,7 +14,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -159,8 +159,19 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
     return record, False
 
 
-def execute(ledger: Ledger, plan: Plan, *, middleware: Sequence[Middleware] = (), report: bool = True) -> RunResult:
-    """Run a prepared job until it finishes or is interrupted, then write its report."""
+def execute(
+    ledger: Ledger,
+    plan: Plan,
+    *,
+    middleware: Sequence[Middleware] = (),
+    report: bool = True,
+    on_start: Callable[[Coordinator], None] | None = None,
+) -> RunResult:
+    """Run a prepared job until it finishes or is interrupted, then write its report.
+
+    ``on_start`` receives the coordinator before it runs, so a caller on another thread (the web
+    service) can stop it; in the main thread, Ctrl-C and SIGTERM stop it.
+    """
     job, project, settings = plan.job, plan.project, plan.settings
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,6 +195,8 @@ def execute(ledger: Ledger, plan: Plan, *, middleware: Sequence[Middleware] = ()
         middleware=stack,
         settle_s=settings.settle,
     )
+    if on_start is not None:
+        on_start(coordinator)
     try:
         with _interruptible(coordinator):
             outcome = coordinator.run()

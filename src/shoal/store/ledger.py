@@ -31,8 +31,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from shoal.errors import ConfigError, JobBusyError, ShoalError
+from shoal.store.migrate import migrate
 from shoal.store.rows import insert_items, update_items
-from shoal.store.schema import events, items, jobs, metadata, runs
+from shoal.store.schema import events, items, jobs, runs
 
 HEARTBEAT_STALE = 15.0  #: seconds without a heartbeat after which a job's owner is presumed dead
 _PAGE = 5000
@@ -74,9 +75,9 @@ class Ledger:
         self._write_lock = threading.Lock()
         self._nums: dict[str, int] = {}  #: job id -> jobs.num, which item rows carry
         try:
-            metadata.create_all(self.engine)
+            migrate(self.engine)
         except OperationalError as exc:
-            raise ConfigError(f"cannot open the ledger at {url}: {exc.orig}") from None
+            raise ConfigError(f"cannot open the ledger at {_safe(url)}: {exc.orig}") from None
         self._insert = insert_items(self.engine)
         self._succeed = update_items(self.engine, succeeded=True)
         self._fail = update_items(self.engine, succeeded=False)
@@ -136,6 +137,22 @@ class Ledger:
             values["finished_at"] = now
         with self._begin() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def cancel(self, job_id: str) -> int:
+        """Cancel a job: its pending items become cancelled; returns how many."""
+        now = time.time()
+        with self._begin() as conn:
+            cancelled = conn.execute(
+                update(items)
+                .where(items.c.job == self._num(job_id), items.c.status == "pending")
+                .values(status="cancelled", finished_at=now)
+            ).rowcount
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(state="cancelled", updated_at=now, finished_at=now, owner=None)
+            )
+        return int(cancelled)
 
     # --- items -------------------------------------------------------------------------------
     def _num(self, job_id: str) -> int:
@@ -302,3 +319,8 @@ def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)

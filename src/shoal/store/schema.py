@@ -21,7 +21,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("num", Integer, primary_key=True, autoincrement=True),  #: compact key for item rows
-    Column("id", String(64), nullable=False, unique=True),  #: the public id, e.g. faces-20261125-1302-3fa9
+    Column("id", String(128), nullable=False, unique=True),  #: the public id, e.g. faces-20261125-1302-3fa9
     Column("key", String(64), nullable=False, index=True),  #: identity: code + inputs + options
     Column("pipeline", String(64), nullable=False),
     Column("fingerprint", String(32), nullable=False),
@@ -65,7 +65,7 @@ items = Table(
 runs = Table(
     "runs",
     metadata,
-    Column("job_id", String(32), primary_key=True),
+    Column("job_id", String(128), primary_key=True),
     Column("number", Integer, primary_key=True),
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
@@ -80,7 +80,7 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", String(32), nullable=False),
+    Column("job_id", String(128), nullable=False),
     Column("item_id", String(200), nullable=False),
     Column("at", Float, nullable=False),
     Column("kind", String(16), nullable=False),  #: retry, failed, isolated, requeued
