@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal._json import dumps, loads
-from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady, describe_loss
 from shoal.errors import WorkerStartError
 from shoal.middleware import Middleware, Progress
 from shoal.pipeline import Pipeline
@@ -313,6 +313,10 @@ class Coordinator:
             wire = pending.pop(failure["id"], None)
             if wire is not None:
                 self._failed(wire, failure["error"], worker, failure)
+        for item_id in report.lost:
+            wire = pending.pop(item_id, None)
+            if wire is not None:
+                self._requeue(wire, worker, "its worker process died running another item")
         if not pending:
             del self._inflight[event.chunk_id]
         if len(report):
@@ -324,22 +328,23 @@ class Coordinator:
         pending = self._inflight.pop(event.chunk_id, {})
         suspects = [pending.pop(i) for i in event.suspects if i in pending]
         for wire in reversed(pending.values()):  # not running when the worker died: not to blame
-            self._losses[wire["id"]] += 1
-            if self._losses[wire["id"]] > MAX_LOSSES:
+            if self._losses[wire["id"]] >= MAX_LOSSES:
                 suspects.append(wire)
             else:
-                (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+                self._requeue(wire, event.worker, event.message)
         if len(suspects) > 1 and not all(w["id"] in self._isolated for w in suspects):
             for wire in suspects:  # several ran together: try each alone before blaming any
                 self._isolate(wire, event.worker)
             return
-        stage = self.stage_names[event.stage] if 0 <= event.stage < len(self.stage_names) else ""
-        if event.kind == "Timeout":
-            message = f"timed out: stage {stage!r} {event.message}" if stage else f"timed out: {event.message}"
-        else:
-            message = f"worker crashed: {event.message}" + (f" while running stage {stage!r}" if stage else "")
+        stage, message = describe_loss(event, self.stage_names)
         for wire in suspects:
             self._failed(wire, {"stage": stage, "type": event.kind, "message": message}, event.worker, None)
+
+    def _requeue(self, wire: WireItem, worker: str = "", why: str = "") -> None:
+        """Run an item again, first in line, without counting an attempt: it was not to blame."""
+        self._losses[wire["id"]] += 1
+        (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+        self._event(wire, "requeued", worker, {}, {"message": why})
 
     def _isolate(self, wire: WireItem, worker: str) -> None:
         self._isolated.add(wire["id"])

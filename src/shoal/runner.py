@@ -180,8 +180,12 @@ def execute(
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
     engine = create_engine(settings, project, log_dir=out / "logs")
-    engine.start()  # workers import the project while the run is recorded and inputs are opened
-    number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
+    try:
+        engine.start()  # workers import the project while the run is recorded and inputs are opened
+    except BaseException:
+        ledger.set_state(job.id, "interrupted")
+        raise
+    number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     entries = islice(open_inputs(plan.inputs), job.entries, settings.limit)
     stack = MiddlewareStack(middleware)
     coordinator = Coordinator(

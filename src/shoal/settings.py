@@ -40,7 +40,9 @@ class RunSettings(BaseSettings):
     limit: int | None = Field(None, ge=1, description="process only the first N inputs")
     out: Path | None = Field(None, description="the run folder")
     db_url: str | None = Field(None, description="ledger database URL (SHOAL_DB_URL)")
-    engine: str = Field("local", description="local")
+    engine: str | None = Field(None, description="local or celery [default: celery when a broker is set]")
+    broker_url: str | None = Field(None, description="redis:// or amqp:// broker for the celery engine")
+    queue: str = Field("shoal", description="queue (prefix) shared by `shoal run` and `shoal worker`")
     new: bool = Field(False, description="start a new job even if an identical one exists")
 
     @classmethod
@@ -52,6 +54,10 @@ class RunSettings(BaseSettings):
             return cls(**{**from_file, **given})
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine or ("celery" if self.broker_url else "local")
 
     @property
     def ledger_url(self) -> str:

@@ -6,6 +6,7 @@ interrupted.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -27,9 +28,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import jobs, run
+    from shoal.cli import jobs, run, worker
 
     app.command("run")(run.run_command)
+    app.command("worker")(worker.worker_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
 
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to one clear line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="shoal: %(message)s")
     _register()
     try:
         code = app(args=args, prog_name="shoal", standalone_mode=False)

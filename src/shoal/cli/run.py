@@ -22,6 +22,9 @@ Timeout = Annotated[float | None, typer.Option(help="seconds one item may take b
 Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
 New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
 Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
+Engine = Annotated[str | None, typer.Option(help="local or celery [default: celery when --broker is given]")]
+Broker = Annotated[str | None, typer.Option(help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")]
+Queue = Annotated[str | None, typer.Option(help="queue name shared with `shoal worker` [default: shoal]")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 
@@ -35,6 +38,9 @@ def run_command(
     limit: Limit = None,
     new: New = False,
     db: Db = None,
+    engine: Engine = None,
+    broker: Broker = None,
+    queue: Queue = None,
     debug: Debug = False,
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
@@ -56,6 +62,9 @@ def run_command(
         timeout=timeout,
         limit=limit,
         db_url=db,
+        engine=engine,
+        broker_url=broker,
+        queue=queue,
     )
     if result.reused:
         console.print(
