@@ -29,10 +29,11 @@ def shoal_cli(
     )
 
 
-def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "shoal", *args],
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
