@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from shoal.store import Ledger
 
@@ -31,9 +31,28 @@ def utc(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def run_folder(location: str | Path) -> Path:
+    """The run folder: a local directory, or any fsspec URL (``s3://bucket/prefix``) as a UPath."""
+    if "://" not in str(location):
+        return Path(location)
+    from upath import UPath
+
+    return cast(Path, UPath(str(location)))  # UPath speaks pathlib's API for any filesystem
+
+
+def is_local(path: Path) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write ``path`` completely or not at all."""
+    """Write ``path`` completely or not at all (an object store's PUT is atomic by itself)."""
+    if not is_local(path):
+        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        handle: IO[Any] = path.open(mode, **text)  # type: ignore[call-overload]
+        with handle:
+            yield handle
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

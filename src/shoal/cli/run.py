@@ -16,7 +16,10 @@ Inputs = Annotated[
     typer.Option("--input", "-i", help="folder, glob, file, list of URIs, CSV/JSONL, or URL; repeatable"),
 ]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="worker processes [default: CPU count]")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="run folder [default: ./shoal-runs/JOB_ID]")]
+Out = Annotated[
+    str | None,
+    typer.Option("--out", "-o", help="run folder, a path or s3://bucket/prefix [default: ./shoal-runs/JOB_ID]"),
+]
 Retries = Annotated[int | None, typer.Option(help="attempts after the first failure [default: 2]")]
 Timeout = Annotated[float | None, typer.Option(help="seconds one item may take before its worker is replaced")]
 Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
