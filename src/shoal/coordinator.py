@@ -44,7 +44,6 @@ from shoal.wire import JobSpec, WireItem
 INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
 MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
-TARGET_CHUNK_S = 0.1  #: seconds of work a chunk should hold once item times are known
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
 STAGE_S = 1.0  #: seconds a new item may wait in memory for its outcome before its row is written
@@ -265,9 +264,10 @@ class Coordinator:
             self.engine.submit(chunk)
 
     def _chunk_size(self) -> int:
-        """Big chunks for cheap items (fewer messages), about TARGET_CHUNK_S of work otherwise,
+        """Big chunks for cheap items (fewer messages), the engine's chunk_seconds of work otherwise,
         and smaller ones as the end nears so every worker finishes at about the same time."""
-        size = self.group if self._item_s is None else int(TARGET_CHUNK_S / (self._item_s + ITEM_OVERHEAD_S))
+        per_item = None if self._item_s is None else self._item_s + ITEM_OVERHEAD_S
+        size = self.group if per_item is None else int(self.engine.chunk_seconds / per_item)
         if self._entries is None and self._resume_after is None:
             size = min(size, math.ceil(len(self._ready) / (2 * self.engine.workers)))
         size = max(self.group, min(MAX_CHUNK, size))

@@ -35,6 +35,8 @@ class ScriptedEngine:
     def workers(self) -> int:
         return self.size
 
+    chunk_seconds = 0.1
+
     def start(self) -> None:
         self.started = True
 

@@ -97,6 +97,10 @@ class Engine(Protocol):
     def workers(self) -> int:
         """How many workers are configured."""
 
+    @property
+    def chunk_seconds(self) -> float:
+        """About how much work one chunk should hold: more where a round trip costs more."""
+
 
 ENGINES = ("local", "celery")
 

@@ -71,6 +71,10 @@ class CeleryEngine:
     def workers(self) -> int:
         return max(1, self._threads)
 
+    @property
+    def chunk_seconds(self) -> float:
+        return 0.5  # a round trip through the broker and the result store costs milliseconds
+
     # --- Engine protocol ---------------------------------------------------------------------
     def start(self) -> None:
         if self._app is not None:

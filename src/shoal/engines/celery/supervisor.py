@@ -9,7 +9,9 @@ no message is redelivered in a loop.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
+import select
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from shoal.errors import WorkerStartError
 from shoal.project import Project
 from shoal.wire import JobSpec, Report, WireItem
 
-POLL_S = 0.02  #: seconds the supervisor thread waits for its processes between checks for new work
+POLL_S = 0.1  #: seconds the supervisor thread waits at most (new work and reports wake it at once)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Supervisor:
         self._ids = itertools.count(1)
         self._failure = ""
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  #: a task thread's nudge: new work is waiting
         self._thread = threading.Thread(target=self._loop, name="shoal-supervisor", daemon=True)
 
     def start(self) -> None:
@@ -52,7 +55,10 @@ class Supervisor:
 
     def close(self) -> None:
         self._stop.set()
+        os.write(self._wake_w, b"!")
         self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def run(self, job: JobSpec, items: list[WireItem]) -> tuple[str, Report]:
         """Run a chunk; returns the name of the process that ran it and what became of each item."""
@@ -60,6 +66,7 @@ class Supervisor:
             raise WorkerStartError(self._failure)
         future: Future[tuple[str, Report]] = Future()
         self._inbox.put((job, items, future))
+        os.write(self._wake_w, b"!")
         return future.result()
 
     def _loop(self) -> None:
@@ -71,12 +78,17 @@ class Supervisor:
                     chunk = Chunk(next(self._ids), job, items)
                     self._waiting[chunk.id] = _Waiting(items, future)
                     self._engine.submit(chunk)
-                for event in self._engine.poll(POLL_S):
+                for event in self._engine.poll(POLL_S, wake=self._wake_r):
                     self._handle(event)
+                self._drain_wake()
         finally:
             self._engine.stop(kill=True)
             for waiting in self._waiting.values():
                 waiting.future.set_exception(WorkerStartError("the worker is shutting down"))
+
+    def _drain_wake(self) -> None:
+        if select.select([self._wake_r], [], [], 0)[0]:
+            os.read(self._wake_r, 4096)
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, ItemsDone):
