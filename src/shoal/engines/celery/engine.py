@@ -85,6 +85,11 @@ class CeleryEngine:
             time.sleep(0.5)
         if not self._threads:
             raise ConfigError(self._no_workers_message())
+        for name, info in self._others:  # not an error: other pools may serve other code
+            log.warning(
+                "worker %s runs %s version %s from %s, not this run's %s: it gets none of this job's work",
+                name, info.get("pipeline"), info.get("fingerprint"), info.get("project"), self.fingerprint,
+            )  # fmt: skip
         self._watcher = threading.Thread(target=self._rediscover, name="shoal-discover", daemon=True)
         self._watcher.start()
 
