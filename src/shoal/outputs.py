@@ -85,6 +85,9 @@ def _results_jsonl(ledger: Ledger, job_id: str, path: Path) -> None:
                 "started": utc(row["started_at"]),
                 "finished": utc(row["finished_at"]),
             }
+            enqueued = head.get("meta", {}).get("enqueued_at") if isinstance(head.get("meta"), dict) else None
+            if isinstance(enqueued, int | float) and row["finished_at"]:
+                tail["latency_s"] = round(row["finished_at"] - enqueued, 6)  # a stream's item: sent to done
             # the result and seconds are JSON already: spliced in, never decoded and re-encoded
             handle.write(
                 f'{json.dumps(head, ensure_ascii=False)[:-1]},"result":{row["result"]},'

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,7 +28,7 @@ from shoal.middleware import Middleware, MiddlewareStack
 from shoal.outputs import atomic_write, is_local, run_folder
 from shoal.project import Project, load_project
 from shoal.settings import RunSettings, default_home
-from shoal.sources import open_inputs
+from shoal.sources import open_feed, open_inputs
 from shoal.sources.files import local_path
 from shoal.store import JobRecord, Ledger
 from shoal.wire import JobSpec
@@ -188,7 +187,7 @@ def execute(
         ledger.set_state(job.id, "interrupted")
         raise
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
-    entries = islice(open_inputs(plan.inputs), job.entries, settings.limit)
+    feed = open_feed(plan.inputs, job, settings.limit)
     stack = MiddlewareStack(middleware)
     coordinator = Coordinator(
         ledger,
@@ -196,7 +195,7 @@ def execute(
         engine,
         JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout, settings.timeout),
         project.pipeline,
-        entries,
+        feed,
         policy=RetryPolicy(settings.retries, settings.retry_backoff),
         middleware=stack,
         settle_s=settings.settle,

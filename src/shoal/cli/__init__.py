@@ -28,9 +28,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import jobs, run, worker
+    from shoal.cli import feed, jobs, run, worker
 
     app.command("run")(run.run_command)
+    app.command("feed")(feed.feed_command)
     app.command("worker")(worker.worker_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
