@@ -128,21 +128,7 @@ def shoal_rate(root: Path, broker: str, count: int) -> float:
 
 def cpu_efficiency(root: Path, broker: str) -> float:
     rounds = calibrate()
-    project = write_project(
-        root,
-        "cpu",
-        f"""
-        import shoal
-        pipeline = shoal.Pipeline("cpu")
-
-        @pipeline.stage()
-        def work(item):
-            total = 0
-            for i in range({rounds}):
-                total = (total + i * i) % 1_000_003
-            return {{"total": total}}
-        """,
-    )
+    project = overhead.write_cpu_project(root, rounds)
     listing = write_list(root, "cpu", CPU_ITEMS)
     workers = shoal_workers(root, project, broker, "bench-cpu")
     try:

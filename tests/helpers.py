@@ -14,6 +14,23 @@ from typing import Any
 
 from shoal.store import Ledger
 
+#: a pipeline that logs every item it processes (format with log= and delay=)
+SLOW = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("slow")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def work(item):
+    time.sleep({delay})
+    with LOG.open("a") as log:
+        log.write(item.id + "\\n")
+    return {{"pid": os.getpid()}}
+"""
+
 
 def shoal_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120

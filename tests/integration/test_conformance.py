@@ -15,7 +15,7 @@ import shoal
 from shoal.store import Ledger
 from tests.conftest import MakeProject
 from tests.engines import EngineUnderTest
-from tests.helpers import kill_9, read_errors, read_results, shoal_cli, start_cli, succeeded_when
+from tests.helpers import SLOW, kill_9, read_errors, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
 
@@ -145,23 +145,6 @@ def test_item_that_kills_its_worker_fails_alone(
     assert sorted(Path(r["input"]).name for r in read_results(result.out)) == [
         f"item-{i:04d}.txt" for i in range(12) if i not in (2, 5)
     ]
-
-
-SLOW = """
-import os, time
-from pathlib import Path
-import shoal
-
-pipeline = shoal.Pipeline("slow")
-LOG = Path({log!r})
-
-@pipeline.stage()
-def work(item):
-    time.sleep({delay})
-    with LOG.open("a") as log:
-        log.write(item.id + "\\n")
-    return {{"pid": os.getpid()}}
-"""
 
 
 def test_kill_9_of_the_coordinator_then_the_same_command_resumes(

@@ -14,25 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeProject
-from tests.helpers import kill_9, ledger_in, read_results, shoal_cli, start_cli, succeeded_when
+from tests.helpers import SLOW, kill_9, ledger_in, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = pytest.mark.integration
-
-SLOW = """
-import os, time
-from pathlib import Path
-import shoal
-
-pipeline = shoal.Pipeline("slow")
-LOG = Path({log!r})
-
-@pipeline.stage()
-def work(item):
-    time.sleep({delay})
-    with LOG.open("a") as log:
-        log.write(item.id + "\\n")
-    return {{"pid": os.getpid()}}
-"""
 
 
 def test_kill_9_then_same_command_resumes_without_redoing_work(
