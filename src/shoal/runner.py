@@ -7,6 +7,7 @@ reports a finished one instead of redoing it, and changed code makes a new job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -177,13 +178,14 @@ def execute(
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "job.json") as handle:
         json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
+    observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
     engine = create_engine(settings, project, log_dir=out / "logs")
     engine.start()  # workers import the project while the run is recorded and inputs are opened
     number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
     entries = islice(open_inputs(plan.inputs), job.entries, settings.limit)
-    stack = MiddlewareStack(middleware)
+    stack = MiddlewareStack(observers)
     coordinator = Coordinator(
         ledger,
         job,
@@ -203,6 +205,8 @@ def execute(
     except BaseException:
         ledger.end_run(job.id, number, "aborted", coordinator.startup_s)
         ledger.set_state(job.id, "interrupted")
+        with contextlib.suppress(Exception):  # let observers finish (stop bars, close endpoints)
+            stack.after_run(job, coordinator.progress, "aborted")
         raise
     counts = ledger.counts(job.id)
     state = "interrupted" if outcome == "interrupted" else "failed" if counts["failed"] else "succeeded"
@@ -216,6 +220,15 @@ def execute(
 
         data = write_report(ledger, job.id, out)
     return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
+
+
+def _metrics(settings: RunSettings, ledger: Ledger) -> list[Middleware]:
+    """`--metrics-port`: serve Prometheus metrics from this process while the job runs."""
+    if settings.metrics_port is None:
+        return []
+    from shoal.metrics.endpoint import RunEndpoint
+
+    return [RunEndpoint.start(settings, ledger)]
 
 
 @contextmanager

@@ -27,11 +27,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import jobs, run
+    from shoal.cli import jobs, metrics, run
 
     app.command("run")(run.run_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
+    app.add_typer(metrics.app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,9 @@ Limit = Annotated[int | None, typer.Option(help="process only the first N inputs
 New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
 Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+MetricsPort = Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port (0: any free one)")]
+MetricsHost = Annotated[str | None, typer.Option(help="address for --metrics-port [default: 127.0.0.1]")]
+MetricsLinger = Annotated[float | None, typer.Option(help="seconds /metrics stays up after the job ends")]
 
 
 def run_command(
@@ -36,6 +39,9 @@ def run_command(
     new: New = False,
     db: Db = None,
     debug: Debug = False,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
+    metrics_linger: MetricsLinger = None,
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
     from shoal.cli._progress import BarProgress, LineProgress
@@ -56,6 +62,9 @@ def run_command(
         timeout=timeout,
         limit=limit,
         db_url=db,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        metrics_linger=metrics_linger,
     )
     if result.reused:
         console.print(
