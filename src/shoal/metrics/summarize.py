@@ -49,9 +49,12 @@ class Sources:
     items: list[tuple[float, float, str]] = field(default_factory=list)  #: (started, finished, item id)
     metrics: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)  #: (metric, labels)
 
-    def times(self) -> list[float]:
-        found = [t for t, _, _ in self.sent] + [f for _, f, _ in self.items]
-        return found or [t for samples in self.metrics.values() for t, _ in samples]
+    def span(self) -> tuple[float, float]:
+        """The time the table covers: the feed's (when fed: later finishes are its tail), else the results'."""
+        times = [t for t, _, _ in self.sent] or [f for _, f, _ in self.items]
+        if not times:
+            raise ConfigError("the feed log and the results hold no items: nothing to summarize")
+        return min(times), max(times)
 
 
 def load(feed: Path | None, run: Path | None, metrics: Path | None) -> Sources:
@@ -71,15 +74,20 @@ def load(feed: Path | None, run: Path | None, metrics: Path | None) -> Sources:
 
 
 def summarize(sources: Sources, interval: float) -> tuple[list[str], np.ndarray[Any, Any]]:
-    """(column names, table): one row per interval, NaN where a source says nothing."""
-    times = sources.times()
-    if not times:
-        raise ConfigError("the feed log and the results hold no items: nothing to summarize")
-    t0 = math.floor(min(times) / interval) * interval
-    n = int((max(times) - t0) // interval) + 1
-    columns: dict[str, np.ndarray[Any, Any]] = {"start": t0 + interval * np.arange(n)}
-    _feed_columns(columns, sources, t0, n, interval)
-    _item_columns(columns, sources, t0, n, interval)
+    """(column names, table): one row per interval, NaN where a source says nothing.
+
+    The first and last intervals may be partly covered by the data: their item rates are divided
+    by the seconds covered (``covered_s``), and left empty when that is under half an interval.
+    """
+    lo, hi = sources.span()
+    t0 = math.floor(lo / interval) * interval
+    n = int((hi - t0) // interval) + 1
+    starts = t0 + interval * np.arange(n)
+    covered = np.clip(np.minimum(starts + interval, hi) - np.maximum(starts, lo), 0, interval)
+    seconds = np.where(covered >= interval / 2, covered, math.nan)
+    columns: dict[str, np.ndarray[Any, Any]] = {"start": starts, "covered_s": covered}
+    _feed_columns(columns, sources, t0, interval, seconds)
+    _item_columns(columns, sources, t0, interval, seconds)
     _resource_columns(columns, sources, t0, n, interval)
     return list(columns), np.column_stack(list(columns.values()))
 
@@ -158,32 +166,34 @@ def _utc(text: str, where: str) -> float:
 
 
 # --- columns ---------------------------------------------------------------------------------
-def _bins(times: Iterable[float], t0: float, n: int, interval: float) -> np.ndarray[Any, Any]:
+def _bins(times: Iterable[float], t0: float, n: int, interval: float) -> tuple[np.ndarray[Any, Any], Any]:
+    """Each time's interval index, and which times fall inside the table."""
     index: np.ndarray[Any, Any] = ((np.fromiter(times, float) - t0) // interval).astype(int)
-    clipped: np.ndarray[Any, Any] = np.clip(index, 0, n - 1)
-    return clipped
+    return index, (index >= 0) & (index < n)
 
 
-def _feed_columns(columns: dict[str, Any], sources: Sources, t0: float, n: int, interval: float) -> None:
+def _feed_columns(columns: dict[str, Any], sources: Sources, t0: float, interval: float, seconds: Any) -> None:
     if not sources.sent:
         return
-    index = _bins((t for t, _, _ in sources.sent), t0, n, interval)
+    n = len(seconds)
+    index, inside = _bins((t for t, _, _ in sources.sent), t0, n, interval)
     sizes = np.fromiter((b for _, b, _ in sources.sent), float)
-    columns["input_items_per_s"] = np.bincount(index, minlength=n) / interval
-    columns["input_mb_per_s"] = np.bincount(index, weights=sizes, minlength=n) / interval / 1e6
+    columns["input_items_per_s"] = np.bincount(index[inside], minlength=n) / seconds
+    columns["input_mb_per_s"] = np.bincount(index[inside], weights=sizes[inside], minlength=n) / seconds / 1e6
 
 
-def _item_columns(columns: dict[str, Any], sources: Sources, t0: float, n: int, interval: float) -> None:
+def _item_columns(columns: dict[str, Any], sources: Sources, t0: float, interval: float, seconds: Any) -> None:
     if not sources.items:
         return
-    index = _bins((f for _, f, _ in sources.items), t0, n, interval)
-    columns["done_items_per_s"] = np.bincount(index, minlength=n) / interval
+    n = len(seconds)
+    index, inside = _bins((f for _, f, _ in sources.items), t0, n, interval)
+    columns["done_items_per_s"] = np.bincount(index[inside], minlength=n) / seconds
     processing = np.fromiter((f - s for s, f, _ in sources.items), float)
-    columns["processing_p50_s"], columns["processing_p95_s"] = _percentiles(index, processing, n)
+    columns["processing_p50_s"], columns["processing_p95_s"] = _percentiles(index[inside], processing[inside], n)
     sent = {item: t for t, _, item in sources.sent}
     e2e = np.fromiter((f - sent[i] if i in sent else math.nan for _, f, i in sources.items), float)
-    if np.isfinite(e2e).any():
-        columns["e2e_p50_s"], columns["e2e_p95_s"] = _percentiles(index, e2e, n)
+    if np.isfinite(e2e[inside]).any():
+        columns["e2e_p50_s"], columns["e2e_p95_s"] = _percentiles(index[inside], e2e[inside], n)
 
 
 def _percentiles(
