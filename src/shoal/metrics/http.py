@@ -7,12 +7,14 @@ service mounts ``asgi_app(registry)`` at /metrics (or calls ``exposition`` from 
 from __future__ import annotations
 
 import errno
+import socket
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, make_asgi_app, start_http_server
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder
 
 from shoal.errors import ConfigError
 
@@ -39,13 +41,29 @@ class Endpoint:
         self._thread.join()
 
 
+POLL_S = 0.02  #: seconds; how soon close() takes effect (the stock server waits up to 0.5 s)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not news: no line per request on stderr."""
+
+
 def serve(registry: CollectorRegistry, host: str, port: int) -> Endpoint:
     """Serve ``registry`` on host:port (port 0 picks a free one) from a daemon thread."""
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
     try:
-        server, thread = start_http_server(port, host, registry)
+        server = make_server(host, port, make_wsgi_app(registry), Server, handler_class=_Quiet)
     except OSError as exc:
         why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {why}; choose another --metrics-port") from None
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="shoal-metrics", daemon=True
+    )
+    thread.start()
     return Endpoint(server, thread)
 
 

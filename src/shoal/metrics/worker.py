@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from shoal.metrics.http import Endpoint
     from shoal.wire import Report
 
-SAMPLE = 64  #: most item timings read from one report
+SAMPLE = 16  #: most item timings read from one report
 MAX_WORKER_LABELS = 64  #: distinct worker label values; later ones are counted as "other"
 BUSY_WINDOW = 10.0  #: seconds over which shoal_worker_busy_ratio is computed
 
