@@ -34,6 +34,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from shoal.metrics.http import Endpoint, serve
 from shoal.metrics.ledger import JobsCollector
@@ -39,6 +39,7 @@ class RunEndpoint(MetricsMiddleware):
     def start(cls, settings: RunSettings, ledger: Ledger) -> RunEndpoint:
         """Build the registry and start serving it on settings.metrics_host:metrics_port."""
         assert settings.metrics_port is not None
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # this process is ours: no *_created twin of every counter
         registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)
         registry.register(JobsCollector(ledger))

@@ -71,10 +71,11 @@ class WorkerMetrics:
     def serve(cls, port: int, host: str = "0.0.0.0") -> tuple[WorkerMetrics, Endpoint]:
         """For a `shoal worker` process: a fresh registry with these families and process
         metrics, served over HTTP. Close the endpoint when the worker stops."""
-        from prometheus_client import ProcessCollector
+        from prometheus_client import ProcessCollector, disable_created_metrics
 
         from shoal.metrics.http import serve
 
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the worker process is ours: no *_created twin of every counter
         registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)
         metrics = cls(registry)
