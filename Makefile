@@ -45,6 +45,7 @@ test: install-test lint
 bench: install-test
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/celery.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

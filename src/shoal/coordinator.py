@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal._json import dumps, loads
-from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady, describe_loss
+from shoal.engines import (
+    Chunk,
+    ChunkLost,
+    CountsWorkers,
+    Engine,
+    Event,
+    ItemsDone,
+    WorkerFailed,
+    WorkerReady,
+    describe_loss,
+)
 from shoal.errors import WorkerStartError
 from shoal.middleware import Middleware, Progress
 from shoal.pipeline import Pipeline
@@ -108,6 +118,7 @@ class Coordinator:
         self._stop_at: float | None = None
         self.startup_s: float | None = None
         self.progress = Progress(ingested=job.ingested)
+        self._census = engine.census if isinstance(engine, CountsWorkers) else None
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -134,6 +145,7 @@ class Coordinator:
         p.total = sum(counts.values())
         p.done_at_start = p.finished
         self.middleware.before_run(self.job, self.engine.workers)
+        self.middleware.on_progress(p)  # the counts this run starts from, before any item finishes
         self.engine.start()
         outcome = "aborted"
         try:
@@ -195,6 +207,9 @@ class Coordinator:
             self._commit()
         if now - self._last_tick >= TICK:
             self.progress.in_flight = sum(len(c) for c in self._inflight.values())
+            if self._census is not None:
+                census = self._census()
+                self.progress.workers_alive, self.progress.workers_busy = census.alive, census.busy
             self.middleware.on_progress(self.progress)
             self._last_tick = now
 

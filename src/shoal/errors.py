@@ -38,6 +38,10 @@ class JobBusyError(ConfigError):
     """Raised when another live process is already running the job."""
 
 
+class PrometheusError(ShoalError):
+    """Raised when Prometheus cannot be reached, or refuses a request, after the allowed retries."""
+
+
 class WorkerStartError(ShoalError):
     """Raised when workers cannot import the project or run its setup(), so no item can run."""
 

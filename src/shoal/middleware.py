@@ -27,6 +27,8 @@ class Progress:
     stopping: bool = False  #: asked to stop: items in flight are settling
     started: float = 0.0  #: time.monotonic() when this run began
     done_at_start: int = 0  #: items already finished when this run began (a resumed job)
+    workers_alive: int | None = None  #: live worker processes, where the engine can count them
+    workers_busy: int | None = None  #: of those, how many are running an item now
 
     @property
     def finished(self) -> int:
@@ -47,7 +49,8 @@ class Middleware:
         """A worker reported finished items (succeeded or failed)."""
 
     def on_progress(self, progress: Progress) -> None:
-        """Called about ten times a second with the current counts."""
+        """Called right after before_run (the counts a resumed job starts from), then about ten
+        times a second, and once more when the run ends."""
 
     def after_run(self, job: JobRecord, progress: Progress, outcome: str) -> None:
         """The run ended: ``outcome`` is finished, interrupted or aborted."""

@@ -7,6 +7,7 @@ reports a finished one instead of redoing it, and changed code makes a new job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -178,6 +179,7 @@ def execute(
     with atomic_write(out / "job.json") as handle:
         json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
+    observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
     engine = create_engine(settings, project, log_dir=logs)
@@ -188,7 +190,7 @@ def execute(
         raise
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     feed = open_feed(plan.inputs, job, settings.limit)
-    stack = MiddlewareStack(middleware)
+    stack = MiddlewareStack(observers)
     coordinator = Coordinator(
         ledger,
         job,
@@ -208,6 +210,8 @@ def execute(
     except BaseException:
         ledger.end_run(job.id, number, "aborted", coordinator.startup_s)
         ledger.set_state(job.id, "interrupted")
+        with contextlib.suppress(Exception):  # let observers finish (stop bars, close endpoints)
+            stack.after_run(job, coordinator.progress, "aborted")
         raise
     counts = ledger.counts(job.id)
     state = "interrupted" if outcome == "interrupted" else "failed" if counts["failed"] else "succeeded"
@@ -221,6 +225,15 @@ def execute(
 
         data = write_report(ledger, job.id, out)
     return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
+
+
+def _metrics(settings: RunSettings, ledger: Ledger) -> list[Middleware]:
+    """`--metrics-port`: serve Prometheus metrics from this process while the job runs."""
+    if settings.metrics_port is None:
+        return []
+    from shoal.metrics.endpoint import RunEndpoint
+
+    return [RunEndpoint.start(settings, ledger)]
 
 
 @contextmanager

@@ -28,13 +28,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import feed, jobs, run, worker
+    from shoal.cli import feed, jobs, metrics, run, worker
 
     app.command("run")(run.run_command)
     app.command("feed")(feed.feed_command)
     app.command("worker")(worker.worker_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
+    app.add_typer(metrics.app)
 
 
 def main(argv: list[str] | None = None) -> int:

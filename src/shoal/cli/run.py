@@ -29,6 +29,9 @@ Engine = Annotated[str | None, typer.Option(help="local or celery [default: cele
 Broker = Annotated[str | None, typer.Option(help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")]
 Queue = Annotated[str | None, typer.Option(help="queue name shared with `shoal worker` [default: shoal]")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+MetricsPort = Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port (0: any free one)")]
+MetricsHost = Annotated[str | None, typer.Option(help="address for --metrics-port [default: 127.0.0.1]")]
+MetricsLinger = Annotated[float | None, typer.Option(help="seconds /metrics stays up after the job ends")]
 
 
 def run_command(
@@ -45,6 +48,9 @@ def run_command(
     broker: Broker = None,
     queue: Queue = None,
     debug: Debug = False,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
+    metrics_linger: MetricsLinger = None,
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
     from shoal.cli._progress import BarProgress, LineProgress
@@ -68,6 +74,9 @@ def run_command(
         engine=engine,
         broker_url=broker,
         queue=queue,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        metrics_linger=metrics_linger,
     )
     if result.reused:
         console.print(

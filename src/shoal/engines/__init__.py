@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shoal.errors import ConfigError
 from shoal.wire import JobSpec, Report, WireItem
@@ -100,6 +100,22 @@ class Engine(Protocol):
     @property
     def chunk_seconds(self) -> float:
         """About how much work one chunk should hold: more where a round trip costs more."""
+
+
+@dataclass(frozen=True)
+class Census:
+    """How many workers an engine has right now, for progress displays and metrics."""
+
+    alive: int  #: worker processes running (starting or ready)
+    busy: int  #: of them, running an item at this moment
+
+
+@runtime_checkable
+class CountsWorkers(Protocol):
+    """An engine that can count its live and busy workers cheaply (about ten times a second)."""
+
+    def census(self) -> Census:
+        """The workers' state now."""
 
 
 ENGINES = ("local", "celery")

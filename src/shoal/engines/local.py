@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shoal._json import encode, loads
-from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.engines import Census, Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._slots import SlotBoard
 from shoal.wire import Report
 
@@ -112,6 +112,11 @@ class LocalEngine:
                 events += self._lost(worker)
         self._enforce_timeouts()
         return events
+
+    def census(self) -> Census:
+        """Live workers, and those whose slot says they are running an item (no message needed)."""
+        live = [w for w in self._workers.values() if not w.killed_for and w.process.poll() is None]
+        return Census(len(live), sum(self._board.read(w.slot).count > 0 for w in live))
 
     def stop(self, *, kill: bool = False) -> None:
         self._stopping = True
