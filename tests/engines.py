@@ -62,14 +62,16 @@ class EngineUnderTest:
             return ["--workers", str(workers)]
         return ["--engine", "celery", "--broker", flags["broker_url"], "--queue", flags["queue"]]
 
-    def start_workers(self, project: Path, count: int, concurrency: int = 1) -> list[subprocess.Popen[bytes]]:
+    def start_workers(
+        self, project: Path, count: int, concurrency: int = 1, extra: tuple[str, ...] = ()
+    ) -> list[subprocess.Popen[bytes]]:
         started = []
         for n in range(count):
             log = self.home / f"celery-worker-{len(self.workers) + 1}.log"
             with log.open("wb") as output:
                 command = [sys.executable, "-m", "shoal", "worker", str(project), "--broker", self.broker]
                 command += ["--concurrency", str(concurrency), "--queue", self.queue]
-                command += ["--log-dir", str(self.home / "worker-logs")]
+                command += ["--log-dir", str(self.home / "worker-logs"), *extra]
                 process = subprocess.Popen(
                     command, stdout=output, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
                 )

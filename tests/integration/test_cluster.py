@@ -195,3 +195,30 @@ def test_a_worker_of_other_code_is_named_and_never_given_work(
         assert str(old) in result.stderr
     finally:
         cluster.stop_workers()
+
+
+def test_a_worker_serves_prometheus_metrics_of_the_items_it_ran(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    import httpx
+
+    cluster = engine_for("celery-redis", home)
+    port = _free_port()
+    try:
+        project = make_project(SLOW)
+        cluster.start_workers(
+            project, 1, concurrency=2, extra=("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+        )
+        result = shoal_cli(*_run_command(project, inputs(12), cluster), cwd=home)
+        assert result.returncode == 0, result.stderr
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        cluster.stop_workers()
+    done = [
+        line
+        for line in text.splitlines()
+        if line.startswith("shoal_worker_items_total{") and 'outcome="succeeded"' in line
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in done) == 12
+    assert 'pipeline="cluster"' in done[0]
+    assert "shoal_workers_alive 2.0" in text

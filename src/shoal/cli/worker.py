@@ -19,6 +19,10 @@ LogDir = Annotated[
     Path | None, typer.Option(help="where worker processes' output goes [default: ./shoal-runs/worker-logs]")
 ]
 LogLevel = Annotated[str, typer.Option(help="Celery log level")]
+MetricsPort = Annotated[
+    int | None, typer.Option(envvar="SHOAL_METRICS_PORT", help="serve Prometheus metrics on this port")
+]
+MetricsHost = Annotated[str, typer.Option(envvar="SHOAL_METRICS_HOST", help="address the metrics endpoint binds")]
 
 
 def worker_command(
@@ -28,6 +32,8 @@ def worker_command(
     queue: QueueName = "shoal",
     log_dir: LogDir = None,
     loglevel: LogLevel = "INFO",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "0.0.0.0",
 ) -> int:
     """Start a Celery worker for PROJECT; stop it with Ctrl-C or SIGTERM (running chunks finish)."""
     from shoal.engines.celery.worker import serve
@@ -45,5 +51,7 @@ def worker_command(
         queue=queue,
         log_dir=log_dir or default_home() / "worker-logs",
         loglevel=loglevel.upper(),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     return 0

@@ -16,12 +16,16 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, describe_loss
 from shoal.engines.local import LocalEngine
 from shoal.errors import WorkerStartError
 from shoal.project import Project
 from shoal.wire import JobSpec, Report, WireItem
+
+if TYPE_CHECKING:
+    from shoal.metrics.worker import WorkerMetrics
 
 POLL_S = 0.1  #: seconds the supervisor thread waits at most (new work and reports wake it at once)
 
@@ -38,8 +42,11 @@ class _Waiting:
 class Supervisor:
     """A pool of local worker processes serving chunks submitted from any thread."""
 
-    def __init__(self, project: Project, processes: int, *, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, project: Project, processes: int, *, log_dir: Path | None = None, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.project = project
+        self.metrics = metrics
         self.stage_names = [s.name for s in project.pipeline.stages]
         self._engine = LocalEngine(project.root, project.fingerprint, processes, log_dir=log_dir)
         self._inbox: queue.SimpleQueue[tuple[JobSpec, list[WireItem], Future[tuple[str, Report]]]] = queue.SimpleQueue()
@@ -123,4 +130,8 @@ class Supervisor:
 
     def _finish(self, chunk_id: int) -> None:
         waiting = self._waiting.pop(chunk_id)
+        if self.metrics is not None:
+            self.metrics.record(waiting.worker, waiting.report, self.project.pipeline.name)
+            census = self._engine.census()
+            self.metrics.set_workers(census.alive, census.busy)
         waiting.future.set_result((waiting.worker, waiting.report))

@@ -34,11 +34,18 @@ def serve(
     queue: str = "shoal",
     log_dir: Path | None = None,
     loglevel: str = "INFO",
+    metrics_port: int | None = None,
+    metrics_host: str = "0.0.0.0",
 ) -> None:
     """Run until stopped (SIGTERM lets running chunks finish; SIGINT twice stops at once)."""
     project = load_project(project_dir)
     app = make_app(broker_url)
-    supervisor = Supervisor(project, concurrency, log_dir=log_dir)
+    metrics, endpoint = None, None
+    if metrics_port is not None:  # Prometheus scrapes each worker machine directly
+        from shoal.metrics.worker import WorkerMetrics
+
+        metrics, endpoint = WorkerMetrics.serve(metrics_port, metrics_host)
+    supervisor = Supervisor(project, concurrency, log_dir=log_dir, metrics=metrics)
     register(app, project, supervisor, concurrency=concurrency, queue=queue)
     supervisor.start()
     if loglevel == "INFO":  # Celery logs every task's return value at INFO: whole reports, too much
@@ -56,6 +63,8 @@ def serve(
         worker.start()
     finally:
         supervisor.close()
+        if endpoint is not None:
+            endpoint.close()
 
 
 def register(app: Celery, project: Project, supervisor: Supervisor, *, concurrency: int, queue: str) -> None:
