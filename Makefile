@@ -10,7 +10,7 @@ DEMO_DATA := examples/faces/data
 $(BIN)/shoal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[faces,test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[faces,web,test]'
 	touch $@
 
 install: $(BIN)/shoal
@@ -34,6 +34,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -27,11 +27,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import jobs, run
+    from shoal.cli import jobs, run, serve, submit, token
 
     app.command("run")(run.run_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
+    app.command("serve")(serve.serve_command)
+    app.command("submit")(submit.submit_command)
+    app.add_typer(token.app, name="token")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,119 @@
+"""Jobs: submit (JSON or an upload), list, look at, cancel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+
+from shoal.errors import ConfigError
+from shoal.store.queries import page_jobs
+from shoal.web import uploads
+from shoal.web.api.deps import Caller, JobDep, PartsDep
+from shoal.web.schemas import JobCreate, JobList, JobOptions, JobPublic, JobState, Problem
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["pipeline", "files"],
+                "properties": {
+                    "pipeline": {"type": "string", "description": "a name from GET /api/v1/pipelines"},
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "options": {"type": "string", "description": "JobOptions as JSON"},
+                },
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Submit a job over inputs the server can read",
+    responses={404: {"model": Problem, "description": "unknown pipeline"}, 422: {"description": "bad input"}},
+)
+def create_job(body: JobCreate, parts: PartsDep, caller: Caller) -> JobPublic:
+    """Queue a job; a finished job for the same code and inputs is returned instead (unless options.new)."""
+    job = parts.service.submit(body.pipeline, body.inputs, body.options.flags(), by=caller)
+    return parts.views.one(job)
+
+
+@router.post(
+    "/upload",
+    status_code=202,
+    summary="Upload files and submit a job over them",
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={
+        404: {"model": Problem, "description": "unknown pipeline"},
+        413: {"model": Problem, "description": "upload larger than the limit"},
+        422: {"model": Problem, "description": "bad form"},
+    },
+)
+async def upload_job(request: Request, parts: PartsDep, caller: Caller) -> JobPublic:
+    """Store the files under the data folder (safe names, size limit) and run the pipeline over them."""
+    folder = uploads.new_upload_dir(parts.settings.data_root)
+    received = await uploads.receive(
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        folder,
+        parts.settings.max_upload_bytes,
+    )
+    try:
+        pipeline, options = _form(received)
+        job = parts.service.submit(pipeline, [str(folder)], options, by=caller, upload=folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return parts.views.one(job)
+
+
+def _form(received: uploads.Upload) -> tuple[str, dict[str, object]]:
+    pipeline = received.fields.get("pipeline", "").strip()
+    if not pipeline:
+        raise ConfigError("the form needs a 'pipeline' field naming a pipeline from GET /api/v1/pipelines")
+    if not received.files:
+        raise ConfigError("the form has no files: add one or more 'files' parts")
+    try:
+        options = JobOptions.model_validate(json.loads(received.fields.get("options") or "{}"))
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"'options' must be JobOptions as JSON: {exc}") from None
+    return pipeline, options.flags()
+
+
+@router.get("", summary="List jobs, newest first")
+def list_jobs(
+    parts: PartsDep,
+    caller: Caller,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    pipeline: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> JobList:
+    found, total = page_jobs(parts.ledger, state=state, pipeline=pipeline, limit=size, offset=(page - 1) * size)
+    return JobList(jobs=parts.views.many(found), total=total, page=page, size=size)
+
+
+@router.get("/{job_id}", summary="A job: state, counts, timings", responses={404: {"model": Problem}})
+def get_job(job: JobDep, parts: PartsDep, caller: Caller) -> JobPublic:
+    return parts.views.one(job)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a job",
+    responses={404: {"model": Problem}, 409: {"model": Problem, "description": "the job has finished"}},
+)
+def cancel_job(job: JobDep, parts: PartsDep, caller: Caller) -> JobPublic:
+    """Stop the job now; its items not yet finished become cancelled."""
+    return parts.views.one(parts.service.cancel(job.id))

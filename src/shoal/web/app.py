@@ -1,0 +1,91 @@
+"""create_app(settings): assembles the FastAPI app; nothing is built at import time.
+
+The app serves the REST API under /api/v1 (OpenAPI at /docs), /healthz, the web UI and its
+static files. Its job service starts with the app (resuming unfinished jobs) and stops with it.
+
+Other parts plug in without touching this file's callers: ``middleware`` joins every job run
+(metrics, logging), and ``mounts`` adds ASGI apps at fixed paths, e.g. a Prometheus exporter at
+``/metrics``, which, like /healthz, the token check does not cover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
+
+from shoal import __version__
+from shoal.middleware import Middleware
+from shoal.store import Ledger
+from shoal.store.tokens import has_tokens
+from shoal.web import handlers
+from shoal.web.api.deps import authenticate
+from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session
+from shoal.web.catalog import Catalog
+from shoal.web.docs import install_docs
+from shoal.web.security import Guard
+from shoal.web.service import JobService, log
+from shoal.web.settings import ServerSettings
+from shoal.web.state import Parts
+from shoal.web.ui import ui_router
+from shoal.web.views import JobViews
+
+HERE = Path(__file__).parent
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    middleware: Sequence[Middleware] = (),
+    mounts: Mapping[str, ASGIApp] | None = None,
+) -> FastAPI:
+    """The shoal web app for these settings; opens the ledger and loads the projects now."""
+    settings = settings or ServerSettings.build()
+    ledger = Ledger(settings.ledger_url)
+    catalog = Catalog.load(settings.projects)
+    service = JobService(settings, ledger, catalog, middleware=middleware)
+    guard = Guard(ledger, settings.auth_required)
+    parts = Parts(settings, ledger, catalog, service, guard, JobViews(ledger, service))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if guard.required and not has_tokens(ledger):
+            log.warning("shoal: this server needs tokens and has none yet: run `shoal token create NAME`")
+        service.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+            ledger.close()
+
+    app = FastAPI(
+        title="shoal",
+        version=__version__,
+        summary="Run a pipeline over every item of a dataset: submit jobs, follow them, download results.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.parts = parts
+    handlers.install(app)
+    app.include_router(health.router)
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(session.router)
+    guarded = APIRouter(dependencies=[Depends(authenticate)])
+    for module in (pipelines, jobs, items, files, events):
+        guarded.include_router(module.router)
+    api.include_router(guarded)
+    app.include_router(api)
+    install_docs(app)
+    for path, mounted in (mounts or {}).items():
+        app.mount(path, mounted)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(ui_router(Jinja2Templates(directory=HERE / "templates")))
+    return app

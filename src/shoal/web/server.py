@@ -1,0 +1,37 @@
+"""Run the app with uvicorn; Ctrl-C or SIGTERM stops jobs cleanly so the next start resumes them."""
+
+from __future__ import annotations
+
+import logging
+from types import FrameType
+
+from shoal.web.app import create_app
+from shoal.web.settings import ServerSettings
+from shoal.web.state import Parts
+
+SHUTDOWN_GRACE = 3  #: seconds open connections (SSE streams) get to close on shutdown
+
+
+def serve(settings: ServerSettings) -> None:
+    """Serve until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("shoal").setLevel(logging.INFO)
+    app = create_app(settings)
+    parts: Parts = app.state.parts
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            parts.service.begin_shutdown()  # ends SSE streams now, rather than after the grace time
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        proxy_headers=False,
+    )
+    Server(config).run()
