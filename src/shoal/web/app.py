@@ -72,6 +72,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        generate_unique_id_function=lambda route: route.name,  # operation ids: the route functions' names
     )
     app.state.parts = parts
     handlers.install(app)

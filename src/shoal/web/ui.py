@@ -36,7 +36,15 @@ def ui_router(templates: Jinja2Templates) -> APIRouter:
         pipelines = [pipeline_public(p) for p in parts.catalog]
         limit = f"{parts.settings.max_upload_mb:g} MiB"
         return render(
-            request, "submit.html", parts, caller, page="submit", pipelines=pipelines, chosen=pipeline, max_upload=limit
+            request,
+            "submit.html",
+            parts,
+            caller,
+            page="submit",
+            pipelines=pipelines,
+            chosen=pipeline,
+            max_upload=limit,
+            max_upload_bytes=parts.settings.max_upload_bytes,
         )
 
     @pages.get("/pipelines", response_class=HTMLResponse)

@@ -125,8 +125,10 @@ async def receive(
     """Store a multipart/form-data body's files in ``folder``; on any error the folder is removed."""
     kind, options = parse_options_header(content_type)
     if kind != b"multipart/form-data" or b"boundary" not in options:
+        shutil.rmtree(folder, ignore_errors=True)
         raise ConfigError("send the files as multipart/form-data (fields: pipeline, files, options)")
     if length is not None and length.isdigit() and int(length) > limit:
+        shutil.rmtree(folder, ignore_errors=True)
         raise UploadTooLargeError(limit)
     upload = Upload(folder)
     receiver = _Receiver(upload)

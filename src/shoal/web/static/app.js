@@ -148,6 +148,9 @@ function submitPage() {
       let job;
       if (tab === "files") {
         if (!files.length) throw new Error("Choose or drop some files first.");
+        const limit = Number(document.body.dataset.maxUpload);
+        const size = files.reduce((sum, f) => sum + f.size, 0);
+        if (limit && size > limit) throw new Error(`These files add up to ${(size / 2 ** 20).toFixed(1)} MiB: over the server's upload limit of ${(limit / 2 ** 20).toFixed(1)} MiB.`);
         const data = new FormData();
         data.append("pipeline", pipeline);
         data.append("options", JSON.stringify(options()));

@@ -16,7 +16,19 @@ from shoal.web.views import item_detail, item_public
 router = APIRouter(prefix="/jobs/{job_id}/items", tags=["items"])
 
 
-@router.get("", summary="A page of a job's items, in input order", responses={404: {"model": Problem}})
+ITEM_LINK = {
+    "get_item": {
+        "operationId": "get_item",
+        "parameters": {"job_id": "$request.path.job_id", "item_id": "$response.body#/items/0/id"},
+    }
+}
+
+
+@router.get(
+    "",
+    summary="A page of a job's items, in input order",
+    responses={200: {"description": "a page of items", "links": ITEM_LINK}, 404: {"model": Problem}},
+)
 def list_items(
     job: JobDep,
     parts: PartsDep,

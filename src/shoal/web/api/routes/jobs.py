@@ -17,6 +17,13 @@ from shoal.web.schemas import JobCreate, JobList, JobOptions, JobPublic, JobStat
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+#: OpenAPI links from a created job to what can be asked about it (clients and schemathesis follow them)
+JOB_LINKS = {
+    name: {"operationId": name, "parameters": {"job_id": "$response.body#/id"}}
+    for name in ("get_job", "list_items", "job_events", "cancel_job", "report", "results_csv", "artifacts_zip")
+}
+CREATED = {202: {"description": "the job, queued (or finished already)", "links": JOB_LINKS}}
+
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -39,7 +46,11 @@ UPLOAD_BODY = {
     "",
     status_code=202,
     summary="Submit a job over inputs the server can read",
-    responses={404: {"model": Problem, "description": "unknown pipeline"}, 422: {"description": "bad input"}},
+    responses={
+        **CREATED,
+        404: {"model": Problem, "description": "unknown pipeline"},
+        422: {"description": "bad input"},
+    },
 )
 def create_job(body: JobCreate, parts: PartsDep, caller: Caller) -> JobPublic:
     """Queue a job; a finished job for the same code and inputs is returned instead (unless options.new)."""
@@ -53,6 +64,7 @@ def create_job(body: JobCreate, parts: PartsDep, caller: Caller) -> JobPublic:
     summary="Upload files and submit a job over them",
     openapi_extra={"requestBody": UPLOAD_BODY},
     responses={
+        **CREATED,
         404: {"model": Problem, "description": "unknown pipeline"},
         413: {"model": Problem, "description": "upload larger than the limit"},
         422: {"model": Problem, "description": "bad form"},
