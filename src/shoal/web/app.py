@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from shoal.web.ui import ui_router
 from shoal.web.views import JobViews
 
 HERE = Path(__file__).parent
+API = "/api/v1"
 
 
 def create_app(
@@ -76,14 +77,10 @@ def create_app(
     )
     app.state.parts = parts
     handlers.install(app)
+    for module in (jobs, items, files, events, pipelines):  # the most requested first
+        app.include_router(module.router, prefix=API, dependencies=[Depends(authenticate)])
+    app.include_router(session.router, prefix=API)
     app.include_router(health.router)
-    api = APIRouter(prefix="/api/v1")
-    api.include_router(session.router)
-    guarded = APIRouter(dependencies=[Depends(authenticate)])
-    for module in (pipelines, jobs, items, files, events):
-        guarded.include_router(module.router)
-    api.include_router(guarded)
-    app.include_router(api)
     install_docs(app)
     for path, mounted in (mounts or {}).items():
         app.mount(path, mounted)

@@ -45,6 +45,14 @@ class Guard:
             raise PermissionDeniedError("the token is not valid here (revoked, mistyped, or from another server)")
         return name
 
+    def remembers(self, authorization: str | None, cookie: str | None) -> bool:
+        """Whether check() can answer without the database."""
+        token = _bearer(authorization) or cookie
+        if not token:
+            return True
+        known = self._known.get(token_hash(token))
+        return known is not None and time.monotonic() - known[1] < REMEMBER_S
+
     def name_of(self, token: str) -> str | None:
         digest, now = token_hash(token), time.monotonic()
         with self._lock:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from sqlalchemy import RowMapping
 
 from shoal.store import JobRecord, Ledger
-from shoal.store.queries import counts_of, item_events
+from shoal.store.queries import counts_of, find_job, item_events
 from shoal.web import downloads
 from shoal.web.schemas import ArtifactPublic, Attempt, Counts, ItemDetail, ItemPublic, JobPublic, Live
 from shoal.web.service import JobService
@@ -20,15 +20,37 @@ ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f != "artifacts")
 
 
 class JobViews:
-    """Builds JobPublic; the counts of a finished job are read once and remembered."""
+    """Builds JobPublic. A finished job never changes again, so its record and view are read once
+    and remembered (up to MEMORY jobs): status requests for it cost no database query."""
+
+    MEMORY = 10_000
 
     def __init__(self, ledger: Ledger, service: JobService) -> None:
         self.ledger, self.service = ledger, service
         self._finished: dict[str, tuple[float, dict[str, int]]] = {}  #: job id -> (updated_at, counts)
+        self._records: dict[str, tuple[JobRecord, JobPublic, bytes]] = {}  #: finished jobs, and their JSON
         self._lock = threading.Lock()
 
+    def remembered(self, job_id: str) -> tuple[JobRecord, JobPublic, bytes] | None:
+        """A finished job's record, view and view as JSON, if already read."""
+        return self._records.get(job_id)
+
+    def find(self, job_id: str) -> JobRecord | None:
+        found = self._records.get(job_id)
+        return found[0] if found is not None else find_job(self.ledger, job_id)
+
     def one(self, job: JobRecord) -> JobPublic:
-        return self.many([job])[0]
+        found = self._records.get(job.id)
+        if found is not None:
+            return found[1]
+        view = self.many([job])[0]
+        if job.finished and view.error is None:
+            with self._lock:
+                if len(self._records) >= self.MEMORY:
+                    self._records.clear()
+                    self._finished.clear()
+                self._records[job.id] = (job, view, view.model_dump_json().encode())
+        return view
 
     def many(self, jobs: list[JobRecord]) -> list[JobPublic]:
         live = {job.id: self._live(job) for job in jobs}

@@ -105,7 +105,8 @@ def test_submit_waits_for_the_job_and_exits_like_run(
     assert "failed: 1 succeeded, 1 failed of 2" in failed.stdout
     unknown = shoal_cli("submit", "nope", "--input", str(bad), "--server", server.url)
     assert unknown.returncode == 1
-    assert "answered 404" in unknown.stderr and "known pipelines: tool" in unknown.stderr
+    assert "answered 404" in unknown.stderr
+    assert "known pipelines: tool" in unknown.stderr
     down = shoal_cli("submit", "tool", "--input", str(bad), "--server", "http://127.0.0.1:9")
     assert down.returncode == 1
     assert down.stderr.startswith("shoal: error: cannot reach the shoal server at http://127.0.0.1:9")

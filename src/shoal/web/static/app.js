@@ -226,7 +226,9 @@ function jobPage() {
     $("#preview-count").textContent = data.total ? `(${data.items.length} of ${data.total} items)` : "";
     $("#previews-more").hidden = data.total <= data.items.length;
   }
-  function charts(final) {
+  function charts(final, finishedItems) {
+    if (!finishedItems) return; // nothing to draw yet
+    $("#charts-section").hidden = false;
     for (const img of [$("#chart-runtime"), $("#chart-throughput")]) img.src = img.dataset.src + (final ? "" : "?t=" + Date.now());
   }
   function refreshLists(c) {
@@ -246,7 +248,8 @@ function jobPage() {
       lastFailed = job.counts.failed;
       lastSucceeded = job.counts.succeeded;
       await Promise.all([failed(), previews()]);
-      charts(final);
+      charts(final, job.counts.succeeded + job.counts.failed);
+      if (["succeeded", "failed", "cancelled"].includes(job.state)) $("#c-eta").textContent = "–";
     } catch (e) { flash(e.message); }
   }
   $("#cancel").addEventListener("click", async () => {

@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from shoal.store import JobRecord
 from shoal.store.queries import find_job
-from shoal.web.api.deps import Caller, JobDep, PartsDep
+from shoal.web.api.deps import JobDep, PartsDep
 from shoal.web.schemas import Problem
 from shoal.web.state import Parts
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["jobs"])
 POLL_S = 1.0  #: seconds between ledger reads for a job not running here
+QUEUED_S = 0.02  #: seconds between looks for the feed of a job queued here
 KEEPALIVE_S = 15.0  #: seconds between keep-alive comments
 
 
@@ -35,7 +36,7 @@ KEEPALIVE_S = 15.0  #: seconds between keep-alive comments
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": Problem}},
 )
-async def job_events(job: JobDep, parts: PartsDep, caller: Caller) -> StreamingResponse:
+async def job_events(job: JobDep, parts: PartsDep) -> StreamingResponse:
     return StreamingResponse(
         _stream(parts, job.id),
         media_type="text/event-stream",
@@ -62,7 +63,7 @@ def _from_ledger(parts: Parts, job_id: str) -> tuple[dict[str, Any], bool]:
 
 async def _stream(parts: Parts, job_id: str) -> AsyncIterator[str]:
     last: dict[str, Any] | None = None
-    sent_at = time.monotonic()
+    sent_at = read_at = time.monotonic()
     version = -1
     yield "retry: 2000\n\n"
     while not parts.service.closing:
@@ -72,8 +73,12 @@ async def _stream(parts: Parts, job_id: str) -> AsyncIterator[str]:
             data, done = dict(feed.snapshot or {}), False
             if not data or data.get("state") != "running":
                 data, done = await run_in_threadpool(_from_ledger, parts, job_id)
+        elif last is not None and parts.service.active(job_id) and time.monotonic() - read_at < POLL_S:
+            await asyncio.sleep(QUEUED_S)  # queued here: its feed appears the moment it starts
+            continue
         else:
             data, done = await run_in_threadpool(_from_ledger, parts, job_id)
+            read_at = time.monotonic()
         if data != last:
             last, sent_at = data, time.monotonic()
             yield _event("progress", data)
@@ -83,5 +88,5 @@ async def _stream(parts: Parts, job_id: str) -> AsyncIterator[str]:
         if done:
             yield _event("end", data)
             return
-        if feed is None or feed.closed:
+        if not parts.service.active(job_id) and (feed is None or feed.closed):
             await asyncio.sleep(POLL_S)

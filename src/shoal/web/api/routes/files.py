@@ -30,27 +30,27 @@ def _result(parts: PartsDep, job: JobDep, kind: str) -> FileResponse:
 
 
 @router.get("/results.jsonl", summary="Results, one JSON record per succeeded item", responses=NOT_FOUND)
-def results_jsonl(job: JobDep, parts: PartsDep, caller: Caller) -> FileResponse:
+def results_jsonl(job: JobDep, parts: PartsDep) -> FileResponse:
     return _result(parts, job, "jsonl")
 
 
 @router.get("/results.csv", summary="Results as CSV, nested fields as dotted columns", responses=NOT_FOUND)
-def results_csv(job: JobDep, parts: PartsDep, caller: Caller) -> FileResponse:
+def results_csv(job: JobDep, parts: PartsDep) -> FileResponse:
     return _result(parts, job, "csv")
 
 
 @router.get("/results.parquet", summary="Results as Parquet", responses=NOT_FOUND)
-def results_parquet(job: JobDep, parts: PartsDep, caller: Caller) -> FileResponse:
+def results_parquet(job: JobDep, parts: PartsDep) -> FileResponse:
     return _result(parts, job, "parquet")
 
 
 @router.get("/errors.csv", summary="Failed items with their errors", responses=NOT_FOUND)
-def errors_csv(job: JobDep, parts: PartsDep, caller: Caller) -> FileResponse:
+def errors_csv(job: JobDep, parts: PartsDep) -> FileResponse:
     return _result(parts, job, "errors")
 
 
 @router.get("/report", summary="The report (report.json): counts, timings, speedup", responses=NOT_FOUND)
-def report(job: JobDep, parts: PartsDep, caller: Caller) -> dict[str, Any]:
+def report(job: JobDep, parts: PartsDep) -> dict[str, Any]:
     return downloads.report(parts.ledger, job)
 
 
@@ -71,7 +71,6 @@ def report_chart(
 def artifacts_zip(
     job: JobDep,
     parts: PartsDep,
-    caller: Caller,
     item: Annotated[str | None, Query(max_length=200, description="only this item's artifacts")] = None,
 ) -> FileResponse:
     path = downloads.job_zip(parts.ledger, job, parts.exports, item)
@@ -80,7 +79,7 @@ def artifacts_zip(
 
 
 @router.get("/artifacts/{item_id}/{name:path}", summary="One artifact of one item", responses=NOT_FOUND)
-def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep, caller: Caller) -> FileResponse:
+def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep) -> FileResponse:
     path = downloads.artifact(job, item_id, name)
     return FileResponse(
         path, media_type=downloads.media_type(path), content_disposition_type="inline", filename=path.name

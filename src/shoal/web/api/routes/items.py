@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shoal.errors import NotFoundError
 from shoal.store.queries import find_item, page_items
-from shoal.web.api.deps import Caller, ItemId, JobDep, PartsDep
+from shoal.web.api.deps import ItemId, JobDep, PartsDep
 from shoal.web.schemas import ItemDetail, ItemPage, ItemStatus, Problem
 from shoal.web.views import item_detail, item_public
 
@@ -32,7 +32,6 @@ ITEM_LINK = {
 def list_items(
     job: JobDep,
     parts: PartsDep,
-    caller: Caller,
     status: Annotated[ItemStatus | None, Query(description="only items with this status")] = None,
     page: Annotated[int, Query(ge=1, le=10_000_000)] = 1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -44,7 +43,7 @@ def list_items(
 
 
 @router.get("/{item_id}", summary="One item: record, error, attempts, artifacts", responses={404: {"model": Problem}})
-async def get_item(job: JobDep, item_id: ItemId, parts: PartsDep, caller: Caller) -> ItemDetail:
+async def get_item(job: JobDep, item_id: ItemId, parts: PartsDep) -> ItemDetail:
     row = await run_in_threadpool(find_item, parts.ledger, job, item_id)
     if row is None:
         raise NotFoundError(f"job {job.id} has no item {item_id!r}")
