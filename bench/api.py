@@ -170,7 +170,8 @@ def main() -> None:
             for round_ in range(args.rounds):
                 status.append(rps(f"{url}/api/v1/jobs/{job_id}", args.clients, args.seconds))
                 bare.append(rps(f"{ceiling_url}/api/v1/jobs/{job_id}", args.clients, args.seconds))
-                print(f"round {round_ + 1}: GET /jobs/{{id}} {status[-1]:.0f} req/s, bare endpoint {bare[-1]:.0f} req/s")
+                figures = f"GET /jobs/{{id}} {status[-1]:.0f} req/s, bare endpoint {bare[-1]:.0f} req/s"
+                print(f"round {round_ + 1}: {figures}")
         finally:
             for process in (server, ceiling):
                 process.terminate()
