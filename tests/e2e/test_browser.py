@@ -7,10 +7,10 @@ import base64
 import csv
 import io
 import zipfile
-from urllib.parse import urlsplit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
