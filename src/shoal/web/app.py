@@ -5,7 +5,7 @@ static files. Its job service starts with the app (resuming unfinished jobs) and
 
 Other parts plug in without touching this file's callers: ``middleware`` joins every job run
 (metrics, logging), and ``mounts`` adds ASGI apps at fixed paths, e.g. a Prometheus exporter at
-``/metrics``, which, like /healthz, the token check does not cover.
+``/metrics``; the token check covers them like every route but /healthz and the login page.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -25,11 +25,10 @@ from shoal.middleware import Middleware
 from shoal.store import Ledger
 from shoal.store.tokens import has_tokens
 from shoal.web import handlers
-from shoal.web.api.deps import authenticate
 from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session
 from shoal.web.catalog import Catalog
 from shoal.web.docs import install_docs
-from shoal.web.security import Guard
+from shoal.web.security import Guard, TokenGate
 from shoal.web.service import JobService, log
 from shoal.web.settings import ServerSettings
 from shoal.web.state import Parts
@@ -78,7 +77,7 @@ def create_app(
     app.state.parts = parts
     handlers.install(app)
     for module in (jobs, items, files, events, pipelines):  # the most requested first
-        app.include_router(module.router, prefix=API, dependencies=[Depends(authenticate)])
+        app.include_router(module.router, prefix=API)
     app.include_router(session.router, prefix=API)
     app.include_router(health.router)
     install_docs(app)
@@ -86,4 +85,5 @@ def create_app(
         app.mount(path, mounted)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(ui_router(Jinja2Templates(directory=HERE / "templates")))
+    app.add_middleware(TokenGate, guard=guard)
     return app

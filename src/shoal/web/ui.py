@@ -5,20 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from shoal import __version__
-from shoal.web.api.deps import Caller, ItemId, JobDep, PartsDep, authenticate
+from shoal.web.api.deps import Caller, ItemId, JobDep, PartsDep
 from shoal.web.api.routes.pipelines import pipeline_public
 
 HERE = Path(__file__).parent
 
 
 def ui_router(templates: Jinja2Templates) -> APIRouter:
-    """The pages; every one but /login needs a token when the server needs one."""
-    pages = APIRouter(include_in_schema=False, dependencies=[Depends(authenticate)])
+    """The pages; every one but /login needs a token when the server needs one (see TokenGate)."""
+    pages = APIRouter(include_in_schema=False)
     public = APIRouter(include_in_schema=False)
 
     def render(request: Request, name: str, parts: PartsDep, caller: str | None, **context: Any) -> HTMLResponse:

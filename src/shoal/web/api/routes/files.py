@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from shoal.web import downloads
-from shoal.web.api.deps import Caller, ItemId, JobDep, PartsDep
+from shoal.web.api.deps import ItemId, JobDep, PartsDep
 from shoal.web.schemas import Problem
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["downloads"])
@@ -60,9 +60,7 @@ def report(job: JobDep, parts: PartsDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
 )
-def report_chart(
-    job: JobDep, chart: Literal["runtime.png", "throughput.png"], parts: PartsDep, caller: Caller
-) -> Response:
+def report_chart(job: JobDep, chart: Literal["runtime.png", "throughput.png"], parts: PartsDep) -> Response:
     cache = "max-age=3600" if job.finished else "no-store"
     return Response(downloads.chart(parts.ledger, job, chart), media_type="image/png", headers={"Cache-Control": cache})
 
