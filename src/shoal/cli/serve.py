@@ -66,10 +66,5 @@ def serve_command(
         max_jobs=max_jobs,
         allow_paths=allow_paths,
     )
-    names = ", ".join(p.name for p in settings.projects) or "none (add --project DIR)"
-    scheme_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"shoal: serving on http://{scheme_host}:{settings.port} (projects: {names}; data in {settings.data_root})")
-    if settings.auth_required:
-        print("shoal: tokens required: create one with `shoal token create NAME`")
     serve(settings)
     return 0

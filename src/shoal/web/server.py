@@ -18,8 +18,13 @@ def serve(settings: ServerSettings) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("shoal").setLevel(logging.INFO)
-    app = create_app(settings)
+    app = create_app(settings)  # a bad project or database fails here, before anything is announced
     parts: Parts = app.state.parts
+    names = ", ".join(parts.catalog.names) or "none (add --project DIR)"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"shoal: serving on http://{host}:{settings.port} (pipelines: {names}; data in {settings.data_root})")
+    if settings.auth_required:
+        print("shoal: tokens required: create one with `shoal token create NAME`", flush=True)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
