@@ -2,38 +2,49 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 DEMO_COUNT ?= 200
 DEMO_DATA := examples/faces/data
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install-demo install-test lint bench clean
 
-$(BIN)/shoal: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[faces,web,test]'
+	$(PIP) --upgrade pip
+
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[faces]'
 	touch $@
 
-install: $(BIN)/shoal
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[faces,web,test]'
+	touch $@
+
+install-demo: $(VENV)/.demo
+install-test: $(VENV)/.test
 
 # Generate 200 images (a few deliberately broken) and detect faces in them on this machine.
 # Broken files fail the run's exit code (1) on purpose; the demo itself succeeds.
-demo: install
+demo: install-demo
 	$(BIN)/python examples/faces/make_data.py --count $(DEMO_COUNT) --out $(DEMO_DATA)
 	$(BIN)/shoal run examples/faces --input $(DEMO_DATA) || test $$? -eq 1
 	@echo
 	@echo "The report is in the run folder printed above: performance.txt, runtime.png, throughput.png,"
 	@echo "results.jsonl/.csv, errors.csv and artifacts/<item>/annotated.jpg. List runs with: $(BIN)/shoal jobs"
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
-test: install lint
+# Tests that need Redis, RabbitMQ or PostgreSQL skip (saying how to start them) when they are
+# not running; .ci/run starts them first.
+test: install-test lint
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/celery.py
 	$(BIN)/python bench/api.py
 
 clean:

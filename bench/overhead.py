@@ -71,6 +71,25 @@ def write_project(root: Path, name: str, body: str) -> Path:
     return folder
 
 
+def write_cpu_project(root: Path, rounds: int) -> Path:
+    """A pipeline whose one stage runs burn(rounds): the same work as the serial baseline."""
+    return write_project(
+        root,
+        "cpu",
+        f"""
+        import shoal
+        pipeline = shoal.Pipeline("cpu")
+
+        @pipeline.stage()
+        def work(item):
+            total = 0
+            for i in range({rounds}):
+                total = (total + i * i) % 1_000_003
+            return {{"total": total}}
+        """,
+    )
+
+
 def write_list(root: Path, name: str, count: int) -> Path:
     listing = root / f"{name}.txt"
     listing.write_text("".join(f"item-{i:06d}\n" for i in range(count)))
@@ -99,21 +118,7 @@ def cpu_efficiency(root: Path, rounds: int, repeat: int) -> tuple[float, float]:
     """Median over ``repeat`` rounds of serial time / (workers x shoal wall time), each round
     measuring both back to back so drifts in machine speed hit both alike. The same figure for
     ProcessPoolExecutor is returned too: it is this machine's own ceiling at the time."""
-    project = write_project(
-        root,
-        "cpu",
-        f"""
-        import shoal
-        pipeline = shoal.Pipeline("cpu")
-
-        @pipeline.stage()
-        def work(item):
-            total = 0
-            for i in range({rounds}):
-                total = (total + i * i) % 1_000_003
-            return {{"total": total}}
-        """,
-    )
+    project = write_cpu_project(root, rounds)
     listing = write_list(root, "cpu", CPU_ITEMS)
     efficiencies, pool_efficiencies = [], []
     for round_ in range(repeat):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engines import EngineUnderTest, engine_for
+
 MakeProject = Callable[..., Path]
 
 
@@ -71,3 +73,14 @@ def _is_descendant(pid: int) -> bool:
         return False
     parent = int(stat.rsplit(")", 1)[1].split()[1])
     return parent == os.getpid()
+
+
+ENGINES = ["local", "celery-redis", "celery-rabbitmq"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, home: Path) -> Iterator[EngineUnderTest]:
+    """Each engine in turn: the conformance suite runs unchanged against all of them."""
+    under_test = engine_for(request.param, home)
+    yield under_test
+    under_test.stop_workers()

@@ -5,10 +5,31 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from shoal.store import Ledger
+
+#: a pipeline that logs every item it processes (format with log= and delay=)
+SLOW = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("slow")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def work(item):
+    time.sleep({delay})
+    with LOG.open("a") as log:
+        log.write(item.id + "\\n")
+    return {{"pid": os.getpid()}}
+"""
 
 
 def shoal_cli(
@@ -25,10 +46,11 @@ def shoal_cli(
     )
 
 
-def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "shoal", *args],
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,3 +64,31 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 def read_errors(out: Path) -> list[dict[str, str]]:
     with (out / "errors.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def ledger_in(home: Path) -> Ledger:
+    """The default ledger of a test's shoal home."""
+    return Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
+
+
+def succeeded_when(home: Path, at_least: int, deadline: float = 60) -> tuple[str, set[str]]:
+    """Wait until the running job has recorded ``at_least`` successes; return them."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if (home / "shoal-runs" / "ledger.db").exists():
+            ledger = ledger_in(home)
+            try:
+                jobs = ledger.list_jobs()
+                if jobs:
+                    done = {r["id"] for r in ledger.iter_items(jobs[0].id, "succeeded", columns=("id",))}
+                    if len(done) >= at_least:
+                        return jobs[0].id, done
+            finally:
+                ledger.close()
+        time.sleep(0.05)
+    raise AssertionError(f"the job never recorded {at_least} successes")
+
+
+def kill_9(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)

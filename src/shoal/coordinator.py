@@ -17,16 +17,16 @@ import itertools
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from shoal._json import dumps, loads
-from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.engines import Chunk, ChunkLost, Engine, Event, ItemsDone, WorkerFailed, WorkerReady, describe_loss
 from shoal.errors import WorkerStartError
 from shoal.middleware import Middleware, Progress
 from shoal.pipeline import Pipeline
 from shoal.sources import Entry
+from shoal.sources.feeds import Feed
 from shoal.store import JobRecord, Ledger
 from shoal.store.rows import (
     HEAD,
@@ -44,12 +44,12 @@ from shoal.wire import JobSpec, WireItem
 INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
 MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
-TARGET_CHUNK_S = 0.1  #: seconds of work a chunk should hold once item times are known
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
 STAGE_S = 1.0  #: seconds a new item may wait in memory for its outcome before its row is written
 HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the run is alive
 TICK = 0.1  #: seconds between progress updates
+STREAM_TICK = 0.02  #: seconds; with a stream open, look for new entries at least this often
 MAX_BACKOFF = 300.0  #: seconds
 MAX_LOSSES = 3  #: times an item may be lost with a dying worker before it is blamed
 
@@ -73,7 +73,7 @@ class Coordinator:
         engine: Engine,
         spec: JobSpec,
         pipeline: Pipeline,
-        entries: Iterator[Entry],
+        feed: Feed,
         *,
         policy: RetryPolicy = RetryPolicy(),
         middleware: Middleware | None = None,
@@ -85,7 +85,8 @@ class Coordinator:
         self.policy = policy
         self.middleware = middleware or Middleware()
         self.settle_s = settle_s
-        self._entries: Iterator[Entry] | None = entries
+        self._source = feed  #: kept after it ends, to acknowledge the last entries
+        self._feed: Feed | None = feed  #: None once every entry has been read
         self._next_seq = job.entries
         self._resume_after: int | None = -1  #: ledger seq cursor while re-reading pending items
         self._maybe_known = job.entries > 0  #: the ledger may hold items the inputs repeat
@@ -140,6 +141,7 @@ class Coordinator:
         finally:
             self.engine.stop(kill=outcome != "finished")
             self._commit(final=True)
+            self._source.close()
             self.middleware.on_progress(p)
         return outcome
 
@@ -155,8 +157,10 @@ class Coordinator:
                 self._dispatch()
                 if self._drained():
                     return "finished"
+            if self._idle_on_stream():
+                self._ingest(wait=TICK)
             read_ahead = self._can_read_ahead()
-            events = self.engine.poll(0.0 if read_ahead else self._wait(now))
+            events = self.engine.poll(0.0 if read_ahead or self._idle_on_stream() else self._wait(now))
             for event in events:
                 self._handle(event)
             if read_ahead and not events:
@@ -167,8 +171,19 @@ class Coordinator:
         return (
             self._stop_at is None
             and self._resume_after is None
-            and self._entries is not None
+            and self._feed is not None
+            and not self._feed.streaming  # a stream is waited on, not polled
             and len(self._ready) < READ_AHEAD
+        )
+
+    def _idle_on_stream(self) -> bool:
+        """Nothing to run and nothing running: wait on the stream itself for the next entries."""
+        return (
+            self._stop_at is None
+            and self._resume_after is None
+            and self._feed is not None
+            and self._feed.streaming
+            and not (self._ready or self._solo or self._delayed or self._inflight)
         )
 
     def _housekeeping(self) -> None:
@@ -185,15 +200,16 @@ class Coordinator:
 
     def _drained(self) -> bool:
         return (
-            self._entries is None
+            self._feed is None
             and self._resume_after is None
             and not (self._ready or self._solo or self._delayed or self._inflight)
         )
 
     def _wait(self, now: float) -> float:
+        wait = STREAM_TICK if self._feed is not None and self._feed.streaming else TICK
         if self._delayed:
-            return min(TICK, max(0.0, self._delayed[0][0] - now))
-        return TICK
+            return min(wait, max(0.0, self._delayed[0][0] - now))
+        return wait
 
     # --- reading inputs ----------------------------------------------------------------------
     def _fill(self) -> None:
@@ -202,8 +218,9 @@ class Coordinator:
         while len(self._ready) < want:
             if self._resume_after is not None:
                 self._resume_page()
-            elif self._entries is not None:
-                self._ingest()
+            elif self._feed is not None:
+                if not self._ingest() and self._feed is not None and self._feed.streaming:
+                    return  # a stream with nothing new: dispatch what is ready
             else:
                 return
 
@@ -223,10 +240,15 @@ class Coordinator:
                 wire["meta"] = loads(row["meta"])
             self._ready.append(wire)
 
-    def _ingest(self) -> None:
-        """Read a batch of input entries; stage the new items, skip the repeats."""
-        assert self._entries is not None
-        batch = list(itertools.islice(self._entries, INGEST_BATCH))
+    def _ingest(self, wait: float = 0.0) -> int:
+        """Read a batch of input entries; stage the new items, skip the repeats. Returns how many
+        entries were read."""
+        assert self._feed is not None
+        batch = self._feed.read(INGEST_BATCH, wait)
+        if batch is None:
+            self._feed = None
+            self.progress.ingested = True
+            return 0
         known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known else {}
         staged, settled, ready, job, now = self._staged, self._settled, self._ready, self.job.num, time.monotonic()
         fresh = 0
@@ -246,9 +268,7 @@ class Coordinator:
                 ready.append(_wire(entry))
         self.progress.total += fresh
         self._next_seq += len(batch)
-        if len(batch) < INGEST_BATCH:
-            self._entries = None
-            self.progress.ingested = True
+        return len(batch)
 
     # --- dispatching -------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -265,10 +285,11 @@ class Coordinator:
             self.engine.submit(chunk)
 
     def _chunk_size(self) -> int:
-        """Big chunks for cheap items (fewer messages), about TARGET_CHUNK_S of work otherwise,
+        """Big chunks for cheap items (fewer messages), the engine's chunk_seconds of work otherwise,
         and smaller ones as the end nears so every worker finishes at about the same time."""
-        size = self.group if self._item_s is None else int(TARGET_CHUNK_S / (self._item_s + ITEM_OVERHEAD_S))
-        if self._entries is None and self._resume_after is None:
+        per_item = None if self._item_s is None else self._item_s + ITEM_OVERHEAD_S
+        size = self.group if per_item is None else int(self.engine.chunk_seconds / per_item)
+        if (self._feed is None or self._feed.streaming) and self._resume_after is None:
             size = min(size, math.ceil(len(self._ready) / (2 * self.engine.workers)))
         size = max(self.group, min(MAX_CHUNK, size))
         return -(-size // self.group) * self.group
@@ -313,6 +334,10 @@ class Coordinator:
             wire = pending.pop(failure["id"], None)
             if wire is not None:
                 self._failed(wire, failure["error"], worker, failure)
+        for item_id in report.lost:
+            wire = pending.pop(item_id, None)
+            if wire is not None:
+                self._requeue(wire, worker, "its worker process died running another item")
         if not pending:
             del self._inflight[event.chunk_id]
         if len(report):
@@ -324,22 +349,23 @@ class Coordinator:
         pending = self._inflight.pop(event.chunk_id, {})
         suspects = [pending.pop(i) for i in event.suspects if i in pending]
         for wire in reversed(pending.values()):  # not running when the worker died: not to blame
-            self._losses[wire["id"]] += 1
-            if self._losses[wire["id"]] > MAX_LOSSES:
+            if self._losses[wire["id"]] >= MAX_LOSSES:
                 suspects.append(wire)
             else:
-                (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+                self._requeue(wire, event.worker, event.message)
         if len(suspects) > 1 and not all(w["id"] in self._isolated for w in suspects):
             for wire in suspects:  # several ran together: try each alone before blaming any
                 self._isolate(wire, event.worker)
             return
-        stage = self.stage_names[event.stage] if 0 <= event.stage < len(self.stage_names) else ""
-        if event.kind == "Timeout":
-            message = f"timed out: stage {stage!r} {event.message}" if stage else f"timed out: {event.message}"
-        else:
-            message = f"worker crashed: {event.message}" + (f" while running stage {stage!r}" if stage else "")
+        stage, message = describe_loss(event, self.stage_names)
         for wire in suspects:
             self._failed(wire, {"stage": stage, "type": event.kind, "message": message}, event.worker, None)
+
+    def _requeue(self, wire: WireItem, worker: str = "", why: str = "") -> None:
+        """Run an item again, first in line, without counting an attempt: it was not to blame."""
+        self._losses[wire["id"]] += 1
+        (self._solo if wire["id"] in self._isolated else self._ready).appendleft(wire)
+        self._event(wire, "requeued", worker, {}, {"message": why})
 
     def _isolate(self, wire: WireItem, worker: str) -> None:
         self._isolated.add(wire["id"])
@@ -414,8 +440,9 @@ class Coordinator:
             unfinished=self._unfinished,
             new_events=self._events,
             entries=watermark,
-            ingested=self._entries is None and not staged,
+            ingested=self._feed is None and not staged,
         )
+        self._source.done(watermark)
         self._maybe_known = self._maybe_known or bool(new)
         self._settled, self._succeeded, self._unfinished, self._events = {}, [], [], []
         self._last_commit = now

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from shoal.store import Ledger
 
@@ -31,9 +31,28 @@ def utc(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def run_folder(location: str | Path) -> Path:
+    """The run folder: a local directory, or any fsspec URL (``s3://bucket/prefix``) as a UPath."""
+    if "://" not in str(location):
+        return Path(location)
+    from upath import UPath
+
+    return cast(Path, UPath(str(location)))  # UPath speaks pathlib's API for any filesystem
+
+
+def is_local(path: Path) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write ``path`` completely or not at all."""
+    """Write ``path`` completely or not at all (an object store's PUT is atomic by itself)."""
+    if not is_local(path):
+        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        handle: IO[Any] = path.open(mode, **text)  # type: ignore[call-overload]
+        with handle:
+            yield handle
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -66,6 +85,9 @@ def _results_jsonl(ledger: Ledger, job_id: str, path: Path) -> None:
                 "started": utc(row["started_at"]),
                 "finished": utc(row["finished_at"]),
             }
+            enqueued = head.get("meta", {}).get("enqueued_at") if isinstance(head.get("meta"), dict) else None
+            if isinstance(enqueued, int | float) and row["finished_at"]:
+                tail["latency_s"] = round(row["finished_at"] - enqueued, 6)  # a stream's item: sent to done
             # the result and seconds are JSON already: spliced in, never decoded and re-encoded
             handle.write(
                 f'{json.dumps(head, ensure_ascii=False)[:-1]},"result":{row["result"]},'

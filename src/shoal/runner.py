@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,10 +25,10 @@ from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError
 from shoal.middleware import Middleware, MiddlewareStack
-from shoal.outputs import atomic_write
+from shoal.outputs import atomic_write, is_local, run_folder
 from shoal.project import Project, load_project
 from shoal.settings import RunSettings, default_home
-from shoal.sources import open_inputs
+from shoal.sources import open_feed, open_inputs
 from shoal.sources.files import local_path
 from shoal.store import JobRecord, Ledger
 from shoal.wire import JobSpec
@@ -43,7 +42,7 @@ class RunResult:
 
     job_id: str
     state: str  #: succeeded, failed (some items failed) or interrupted
-    out: Path
+    out: Path  #: the run folder (a UPath when it is a URL such as s3://bucket/prefix)
     counts: dict[str, int]
     resumed: bool  #: this run continued an unfinished job
     reused: bool  #: the job had already finished: nothing ran
@@ -84,7 +83,7 @@ def run(
     try:
         plan = prepare(ledger, loaded, settings)
         if plan.job.finished:
-            job, out = plan.job, Path(plan.job.out)
+            job, out = plan.job, run_folder(plan.job.out)
             return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, _read_report(out), ledger.url)
         return execute(ledger, plan, middleware=middleware, report=report)
     finally:
@@ -129,7 +128,7 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
     key = job_key(project, inputs, settings)
     existing = None if settings.new else ledger.find_job(key)
     if existing is not None:
-        if settings.out is not None and not existing.finished and Path(settings.out).resolve() != Path(existing.out):
+        if settings.out is not None and not existing.finished and _out(settings.out) != existing.out:
             raise ConfigError(
                 f"job {existing.id} for these inputs is unfinished and writes to {existing.out}; "
                 f"run again with --out {existing.out} (or without --out) to resume it, or add --new to start over"
@@ -137,7 +136,7 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
         return existing, not existing.finished and existing.entries > 0
     now = time.time()
     job_id = f"{project.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    out = Path(settings.out).resolve() if settings.out else default_home() / job_id
+    out = _out(settings.out) if settings.out else str(default_home() / job_id)
     record = ledger.create_job(
         id=job_id,
         key=key,
@@ -175,17 +174,23 @@ def execute(
     one the settings name: the web service passes workers kept warm between jobs.
     """
     job, project, settings = plan.job, plan.project, plan.settings
-    out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_folder(job.out)
+    if is_local(out):
+        out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "job.json") as handle:
         json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
+    logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
     if engine is None:
-        engine = create_engine(settings, project, log_dir=out / "logs")
-    engine.start()  # workers import the project while the run is recorded and inputs are opened
-    number = ledger.start_run(job.id, settings.engine, settings.workers, owner)
-    entries = islice(open_inputs(plan.inputs), job.entries, settings.limit)
+        engine = create_engine(settings, project, log_dir=logs)
+    try:
+        engine.start()  # workers import the project while the run is recorded and inputs are opened
+    except BaseException:
+        ledger.set_state(job.id, "interrupted")
+        raise
+    number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
+    feed = open_feed(plan.inputs, job, settings.limit)
     stack = MiddlewareStack(middleware)
     coordinator = Coordinator(
         ledger,
@@ -193,7 +198,7 @@ def execute(
         engine,
         JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout, settings.timeout),
         project.pipeline,
-        entries,
+        feed,
         policy=RetryPolicy(settings.retries, settings.retry_backoff),
         middleware=stack,
         settle_s=settings.settle,
@@ -240,6 +245,11 @@ def _interruptible(coordinator: Coordinator) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _out(location: str) -> str:
+    """A run folder as the job records it: absolute when local, as given when a URL."""
+    return location.rstrip("/") if "://" in location else str(Path(location).expanduser().resolve())
 
 
 def _read_report(out: Path) -> dict[str, Any] | None:

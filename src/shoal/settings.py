@@ -38,9 +38,11 @@ class RunSettings(BaseSettings):
     fetch_timeout: float = Field(30.0, gt=0, description="seconds to download one remote input")
     settle: float = Field(5.0, ge=0, description="seconds in-flight items get to finish on Ctrl-C")
     limit: int | None = Field(None, ge=1, description="process only the first N inputs")
-    out: Path | None = Field(None, description="the run folder")
+    out: str | None = Field(None, description="the run folder: a path, or a URL such as s3://bucket/prefix")
     db_url: str | None = Field(None, description="ledger database URL (SHOAL_DB_URL)")
-    engine: str = Field("local", description="local")
+    engine: str | None = Field(None, description="local or celery [default: celery when a broker is set]")
+    broker_url: str | None = Field(None, description="redis:// or amqp:// broker for the celery engine")
+    queue: str = Field("shoal", description="queue (prefix) shared by `shoal run` and `shoal worker`")
     new: bool = Field(False, description="start a new job even if an identical one exists")
 
     @classmethod
@@ -52,6 +54,10 @@ class RunSettings(BaseSettings):
             return cls(**{**from_file, **given})
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine or ("celery" if self.broker_url else "local")
 
     @property
     def ledger_url(self) -> str:

@@ -2,15 +2,17 @@
 
 A worker loads one project (a folder, at one fingerprint) and then takes chunks of any job of that
 code: each chunk carries its JobSpec and item dicts ``{"id", "uri", "input"?, "meta"?, "attempt"?}``.
-Workers answer with a Report: ``{"ok": [OkRow...], "failed": [Failure...], "took": s}``. Only JSON
-crosses: never pickle.
+Workers answer with a Report: ``{"ok": [OkRow...], "failed": [Failure...], "took": s, "lost": [id...]}``.
+Only JSON crosses: never pickle.
 
 An OkRow is the list ``[id, result_json, start, end, seconds_json]`` (a list, not an object: it
 is the hot path, and the coordinator stores the JSON texts as they came). A Failure is ``{"id",
 "start", "end", "seconds": seconds_json, "error": {"stage", "type", "message", "traceback",
 "batch", "retry"}}``; ``batch`` is the size of the batch that failed together, so the coordinator
 can retry its members one by one before blaming any of them; ``retry`` is false when trying again
-cannot help (a corrupt input). ``took`` is the stage time of all the items.
+cannot help (a corrupt input). ``took`` is the stage time of all the items. ``lost`` names items a
+worker gave back unfinished through no fault of theirs (their worker process died running
+another item): the coordinator queues them again without counting an attempt.
 Times are UTC epoch seconds.
 """
 
@@ -31,21 +33,27 @@ class Report:
     ok: list[OkRow] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     took: float = 0.0  #: seconds of stage time, all items together
+    lost: list[str] = field(default_factory=list)  #: items given back unfinished, not to blame
 
     def __len__(self) -> int:
+        """Items that finished (succeeded or failed)."""
         return len(self.ok) + len(self.failed)
 
     def extend(self, other: Report) -> None:
         self.ok += other.ok
         self.failed += other.failed
         self.took += other.took
+        self.lost += other.lost
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "failed": self.failed, "took": self.took}
+        data: dict[str, Any] = {"ok": self.ok, "failed": self.failed, "took": self.took}
+        if self.lost:
+            data["lost"] = self.lost
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        return cls(data["ok"], data["failed"], data["took"])
+        return cls(data["ok"], data["failed"], data["took"], data.get("lost", []))
 
 
 @dataclass(frozen=True)

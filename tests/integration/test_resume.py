@@ -13,54 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from shoal.store import Ledger
 from tests.conftest import MakeProject
-from tests.helpers import read_results, shoal_cli, start_cli
+from tests.helpers import SLOW, kill_9, ledger_in, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = pytest.mark.integration
-
-SLOW = """
-import os, time
-from pathlib import Path
-import shoal
-
-pipeline = shoal.Pipeline("slow")
-LOG = Path({log!r})
-
-@pipeline.stage()
-def work(item):
-    time.sleep({delay})
-    with LOG.open("a") as log:
-        log.write(item.id + "\\n")
-    return {{"pid": os.getpid()}}
-"""
-
-
-def _ledger(home: Path) -> Ledger:
-    return Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
-
-
-def _succeeded_when(home: Path, at_least: int, deadline: float = 60) -> tuple[str, set[str]]:
-    """Wait until the running job has recorded ``at_least`` successes; return them."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if (home / "shoal-runs" / "ledger.db").exists():
-            ledger = _ledger(home)
-            try:
-                jobs = ledger.list_jobs()
-                if jobs:
-                    done = {r["id"] for r in ledger.iter_items(jobs[0].id, "succeeded", columns=("id",))}
-                    if len(done) >= at_least:
-                        return jobs[0].id, done
-            finally:
-                ledger.close()
-        time.sleep(0.05)
-    raise AssertionError(f"the job never recorded {at_least} successes")
-
-
-def _kill_9(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=10)
 
 
 def test_kill_9_then_same_command_resumes_without_redoing_work(
@@ -72,8 +28,8 @@ def test_kill_9_then_same_command_resumes_without_redoing_work(
     command = ("run", str(project), "--input", str(listing), "--workers", "2")
 
     first = start_cli(*command, cwd=home)
-    job_id, done_before_kill = _succeeded_when(home, 20)
-    _kill_9(first)
+    job_id, done_before_kill = succeeded_when(home, 20)
+    kill_9(first)
     time.sleep(0.5)  # the kernel kills the orphaned workers (parent-death signal)
     assert subprocess.run(["pgrep", "-f", f"shoal-{job_id}"], capture_output=True).returncode != 0
 
@@ -102,7 +58,7 @@ def test_kill_9_then_same_command_resumes_without_redoing_work(
     (project / "pipeline.py").write_text((project / "pipeline.py").read_text() + "\n# changed\n")
     changed = shoal_cli(*command, cwd=home)
     assert changed.returncode == 0
-    ledger = _ledger(home)
+    ledger = ledger_in(home)
     assert len({job.fingerprint for job in ledger.list_jobs()}) == 2
     assert len(ledger.list_jobs()) == 3
     ledger.close()
@@ -117,8 +73,8 @@ def test_resume_finds_the_job_with_or_without_out(
     out = home / "elsewhere"
 
     first = start_cli(*command, "--out", str(out), cwd=home)
-    _succeeded_when(home, 10)
-    _kill_9(first)
+    succeeded_when(home, 10)
+    kill_9(first)
 
     wrong = shoal_cli(*command, "--out", str(home / "other"), cwd=home)
     assert wrong.returncode == 2
@@ -138,7 +94,7 @@ def test_ctrl_c_settles_writes_a_partial_report_and_resumes(
     command = ("run", str(project), "-i", str(inputs(40)), "-w", "2")
 
     running = start_cli(*command, cwd=home)
-    job_id, _ = _succeeded_when(home, 4)
+    job_id, _ = succeeded_when(home, 4)
     interrupted_at = time.monotonic()
     running.send_signal(signal.SIGINT)
     _, stderr = running.communicate(timeout=30)

@@ -14,6 +14,7 @@ from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
 from shoal.pipeline import Pipeline
 from shoal.sources import Entry
+from shoal.sources.feeds import FiniteFeed
 from shoal.store import JobRecord, Ledger
 from shoal.wire import JobSpec, Report, WireItem
 
@@ -34,6 +35,8 @@ class ScriptedEngine:
     @property
     def workers(self) -> int:
         return self.size
+
+    chunk_seconds = 0.1
 
     def start(self) -> None:
         self.started = True
@@ -103,7 +106,7 @@ def _run(
     job = _job(ledger)
     engine = ScriptedEngine(fate)
     coordinator = Coordinator(
-        ledger, job, engine, JobSpec(job.id, "f", "/out"), _pipeline(batch_size), iter(_entries(names)),
+        ledger, job, engine, JobSpec(job.id, "f", "/out"), _pipeline(batch_size), FiniteFeed(iter(_entries(names))),
         policy=RetryPolicy(retries, backoff=0.0),
     )  # fmt: skip
     assert coordinator.run() == "finished"

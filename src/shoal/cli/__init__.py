@@ -6,6 +6,7 @@ interrupted.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -27,9 +28,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import jobs, run, serve, submit, token
+    from shoal.cli import feed, jobs, run, serve, submit, token, worker
 
     app.command("run")(run.run_command)
+    app.command("feed")(feed.feed_command)
+    app.command("worker")(worker.worker_command)
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
     app.command("serve")(serve.serve_command)
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to one clear line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="shoal: %(message)s")
     _register()
     try:
         code = app(args=args, prog_name="shoal", standalone_mode=False)

@@ -13,7 +13,7 @@ from rich.table import Table
 from shoal.cli._console import stdout_console
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
-from shoal.outputs import utc
+from shoal.outputs import run_folder, utc
 from shoal.settings import default_db
 
 Target = Annotated[str, typer.Argument(help="a job id, or a run folder", show_default=False)]
@@ -58,7 +58,7 @@ def report_command(target: Target, db: Db = None) -> int:
     ledger = Ledger(url)
     try:
         job = ledger.get_job(job_id)
-        out = Path(job.out)
+        out = run_folder(job.out)
         report = write_report(ledger, job.id, out)
         print_summary(stdout_console(), ledger, job.id, report, out)
     finally:

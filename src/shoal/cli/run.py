@@ -16,12 +16,18 @@ Inputs = Annotated[
     typer.Option("--input", "-i", help="folder, glob, file, list of URIs, CSV/JSONL, or URL; repeatable"),
 ]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="worker processes [default: CPU count]")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="run folder [default: ./shoal-runs/JOB_ID]")]
+Out = Annotated[
+    str | None,
+    typer.Option("--out", "-o", help="run folder, a path or s3://bucket/prefix [default: ./shoal-runs/JOB_ID]"),
+]
 Retries = Annotated[int | None, typer.Option(help="attempts after the first failure [default: 2]")]
 Timeout = Annotated[float | None, typer.Option(help="seconds one item may take before its worker is replaced")]
 Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
 New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
 Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
+Engine = Annotated[str | None, typer.Option(help="local or celery [default: celery when --broker is given]")]
+Broker = Annotated[str | None, typer.Option(help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")]
+Queue = Annotated[str | None, typer.Option(help="queue name shared with `shoal worker` [default: shoal]")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 
@@ -35,6 +41,9 @@ def run_command(
     limit: Limit = None,
     new: New = False,
     db: Db = None,
+    engine: Engine = None,
+    broker: Broker = None,
+    queue: Queue = None,
     debug: Debug = False,
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
@@ -56,6 +65,9 @@ def run_command(
         timeout=timeout,
         limit=limit,
         db_url=db,
+        engine=engine,
+        broker_url=broker,
+        queue=queue,
     )
     if result.reused:
         console.print(

@@ -67,6 +67,14 @@ class WorkerFailed:
 Event = WorkerReady | ItemsDone | ChunkLost | WorkerFailed
 
 
+def describe_loss(event: ChunkLost, stage_names: list[str]) -> tuple[str, str]:
+    """The stage and the message recorded for the items running when a worker died or hung."""
+    stage = stage_names[event.stage] if 0 <= event.stage < len(stage_names) else ""
+    if event.kind == "Timeout":
+        return stage, f"timed out: stage {stage!r} {event.message}" if stage else f"timed out: {event.message}"
+    return stage, f"worker crashed: {event.message}" + (f" while running stage {stage!r}" if stage else "")
+
+
 class Engine(Protocol):
     """The coordinator's view of a pool of workers."""
 
@@ -89,14 +97,27 @@ class Engine(Protocol):
     def workers(self) -> int:
         """How many workers are configured."""
 
+    @property
+    def chunk_seconds(self) -> float:
+        """About how much work one chunk should hold: more where a round trip costs more."""
+
 
 ENGINES = ("local", "celery")
 
 
 def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | None = None) -> Engine:
     """The engine named by the settings: ``local`` (the default) runs workers on this machine."""
-    if settings.engine == "local":
+    name = settings.engine_name
+    if name == "local":
         from shoal.engines.local import LocalEngine
 
         return LocalEngine(project.root, project.fingerprint, settings.workers, log_dir=log_dir)
-    raise ConfigError(f"unknown engine {settings.engine!r}: choose one of {', '.join(ENGINES)}")
+    if name == "celery":
+        if not settings.broker_url:
+            raise ConfigError("the celery engine needs a broker: --broker URL or SHOAL_BROKER_URL")
+        from shoal.engines.celery.engine import CeleryEngine
+
+        return CeleryEngine(
+            settings.broker_url, queue=settings.queue, fingerprint=project.fingerprint, pipeline=project.pipeline.name
+        )
+    raise ConfigError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -69,6 +69,10 @@ class LocalEngine:
     def workers(self) -> int:
         return self._size
 
+    @property
+    def chunk_seconds(self) -> float:
+        return 0.1  # a round trip over a pipe costs well under a millisecond
+
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers.values()]
 
@@ -89,11 +93,16 @@ class LocalEngine:
         with contextlib.suppress(OSError):  # it is dying; the loss is reported when its pipe closes
             _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "job": chunk.job.to_dict(), "items": chunk.items})
 
-    def poll(self, timeout: float) -> list[Event]:
+    def poll(self, timeout: float, *, wake: int | None = None) -> list[Event]:
+        """Wait up to ``timeout`` for workers to report; a byte on the ``wake`` pipe (a file
+        descriptor another thread writes to) ends the wait early."""
         events: list[Event] = []
-        by_pipe = {id(w.outbox): w for w in self._workers.values()}
-        for conn in wait([w.outbox for w in self._workers.values()], timeout):
-            worker = by_pipe[id(conn)]
+        by_pipe: dict[int, _Worker] = {id(w.outbox): w for w in self._workers.values()}
+        watched: list[Any] = [w.outbox for w in self._workers.values()]
+        for conn in wait([*watched, wake] if wake is not None else watched, timeout):
+            worker = by_pipe.get(id(conn))
+            if worker is None:
+                continue  # the wake pipe: its owner drains it
             try:
                 while True:
                     events += self._receive(worker, loads(conn.recv_bytes()))  # type: ignore[union-attr]

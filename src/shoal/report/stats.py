@@ -14,7 +14,7 @@ from sqlalchemy import RowMapping
 from shoal.outputs import utc
 from shoal.store import Ledger
 
-TIMING_COLUMNS = ("id", "status", "worker", "started_at", "finished_at", "seconds", "attempts")
+TIMING_COLUMNS = ("id", "status", "worker", "started_at", "finished_at", "seconds", "attempts", "meta")
 
 
 @dataclass
@@ -97,6 +97,7 @@ def summarize(data: JobData) -> dict[str, Any]:
             "items_per_s": finished / wall if wall > 0 else None,
         },
         "item_seconds": _distribution(succeeded_s),
+        "latency_seconds": _distribution(_latencies(data.items)),
         "stages": _stages([(item_id, s) for item_id, s, _ in seconds]),
         "errors": dict(data.failures.most_common()),
         "runs": [
@@ -114,6 +115,17 @@ def summarize(data: JobData) -> dict[str, Any]:
     }
 
 
+def _latencies(rows: Sequence[RowMapping]) -> list[tuple[str, float]]:
+    """Enqueue-to-done seconds of a stream's items (their meta says when they were sent)."""
+    found = []
+    for row in rows:
+        if row["status"] == "succeeded" and row["meta"] and "enqueued_at" in row["meta"]:
+            enqueued = json.loads(row["meta"]).get("enqueued_at")
+            if isinstance(enqueued, int | float):
+                found.append((row["id"], row["finished_at"] - enqueued))
+    return found
+
+
 def _distribution(item_s: Sequence[tuple[str, float]]) -> dict[str, Any]:
     if not item_s:
         return {"count": 0}
@@ -128,6 +140,7 @@ def _distribution(item_s: Sequence[tuple[str, float]]) -> dict[str, Any]:
         "max_item": item_s[high][0],
         "p50": float(np.percentile(values, 50)),
         "p95": float(np.percentile(values, 95)),
+        "p99": float(np.percentile(values, 99)),
     }
 
 
@@ -180,6 +193,14 @@ def performance_text(report: dict[str, Any]) -> str:
         f"  first item      {_num(timing['first_item_s'], ' s')}  (run start to first item done)",
         f"  throughput      {_num(timing['items_per_s'], ' items/s')}",
     ]
+    latency = report.get("latency_seconds", {})
+    if latency.get("count"):
+        lines += [
+            "",
+            "end-to-end latency of streamed items (sent to done, seconds)",
+            f"  p50 {latency['p50']:.3f}   p95 {latency['p95']:.3f}   p99 {latency['p99']:.3f}"
+            f"   max {latency['max']:.3f}",
+        ]
     if report["stages"]:
         lines += ["", "stages (mean / p95 / total seconds)"]
         width = max(len(n) for n in report["stages"])

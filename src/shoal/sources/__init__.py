@@ -12,9 +12,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from shoal.errors import InputError
+
+if TYPE_CHECKING:
+    from shoal.sources.feeds import Feed
+    from shoal.store import JobRecord
 
 LIST_SUFFIXES = (".txt", ".uris", ".list")
 ROW_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -36,12 +40,37 @@ class Source(Protocol):
     def __iter__(self) -> Iterator[Entry]: ...
 
 
+class _NoEntries:
+    """A stream, validated among finite inputs: its entries come through its feed."""
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(())
+
+
 def open_inputs(inputs: Iterable[str], base: Path | None = None) -> Iterator[Entry]:
     """All entries of all inputs, in order. Every input is checked now, before any is read."""
     sources = [open_input(value, base or Path.cwd()) for value in inputs]
     if not sources:
         raise InputError("no inputs: pass --input PATH_OR_URL, or set inputs in shoal.toml")
     return itertools.chain.from_iterable(sources)
+
+
+def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None) -> Feed:
+    """The feed a job reads: its inputs from the first unrecorded entry on, or its stream."""
+    from shoal.sources.feeds import FiniteFeed
+
+    streams = [value for value in inputs if is_stream(value)]
+    if not streams:
+        return FiniteFeed(open_inputs(inputs), skip=job.entries, limit=limit)
+    if len(inputs) > 1:
+        raise InputError("a stream must be a job's only input")
+    from shoal.sources.redis_stream import RedisStreamFeed
+
+    return RedisStreamFeed(streams[0], f"shoal.{job.key}", start=job.entries)
+
+
+def is_stream(value: str) -> bool:
+    return value.startswith("redis+stream://")
 
 
 def open_input(value: str, base: Path) -> Source:
@@ -51,6 +80,11 @@ def open_input(value: str, base: Path) -> Source:
     value = value.strip()
     if not value:
         raise InputError("an --input is empty")
+    if is_stream(value):
+        from shoal.sources.redis_stream import parse
+
+        parse(value)  # a malformed URL fails now; the stream itself is opened by the run
+        return _NoEntries()
     local = files.local_path(value, base)
     if local is None:  # a URL of some fsspec filesystem
         if value.lower().endswith(LIST_SUFFIXES):

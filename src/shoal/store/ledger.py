@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from shoal.errors import ConfigError, JobBusyError, ShoalError
+from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
 from shoal.store.migrate import migrate
 from shoal.store.rows import insert_items, update_items
 from shoal.store.schema import events, items, jobs, runs
@@ -285,11 +285,15 @@ def _engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"not a database URL: {url!r} (try sqlite:///path/ledger.db)") from None
+    if parsed.get_backend_name() == "postgresql" and "+" not in parsed.drivername:
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the maintained driver
     if parsed.get_backend_name() != "sqlite":
         try:
-            return create_engine(url, pool_pre_ping=True)
-        except (ArgumentError, ImportError) as exc:
-            raise ConfigError(f"cannot use database {url!r}: {exc}") from None
+            return create_engine(parsed, pool_pre_ping=True)
+        except ImportError:
+            raise MissingDependencyError("psycopg", "postgres") from None
+        except ArgumentError as exc:
+            raise ConfigError(f"cannot use database {_safe(url)}: {exc}") from None
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})

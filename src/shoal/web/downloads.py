@@ -34,13 +34,26 @@ def _fresh(path: Path, job: JobRecord) -> bool:
     return job.finished and job.finished_at is not None and path.is_file() and path.stat().st_mtime >= job.finished_at
 
 
+def local_out(job: JobRecord) -> Path | None:
+    """The job's run folder when it is on this machine; None for a URL (``shoal run --out s3://...``),
+    whose result files are exported from the ledger here instead."""
+    return None if "://" in job.out else Path(job.out)
+
+
+def _out(job: JobRecord) -> Path:
+    out = local_out(job)
+    if out is None:
+        raise NotFoundError(f"job {job.id} keeps its files at {job.out}: fetch them from there")
+    return out
+
+
 def result_file(ledger: Ledger, job: JobRecord, kind: str, exports: Path) -> Path:
     """results.jsonl/.csv/.parquet or errors.csv of a job, up to date."""
     name = RESULT_FILES[kind]
-    out = Path(job.out)
-    if _fresh(out / name, job):
+    out = local_out(job)
+    if out is not None and _fresh(out / name, job):
         return out / name
-    folder = out if job.finished else exports / job.id
+    folder = out if out is not None and job.finished else exports / job.id
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "parquet":
         export_parquet(ledger, job.id, folder / name)
@@ -51,8 +64,9 @@ def result_file(ledger: Ledger, job: JobRecord, kind: str, exports: Path) -> Pat
 
 def report(ledger: Ledger, job: JobRecord) -> dict[str, Any]:
     """report.json of a finished job, or the same figures computed now for one still running."""
-    path = Path(job.out) / "report.json"
-    if _fresh(path, job):
+    out = local_out(job)
+    if out is not None and _fresh(out / "report.json", job):
+        path = out / "report.json"
         return json.loads(path.read_text())  # type: ignore[no-any-return]
     from shoal.report.stats import JobData, summarize
 
@@ -63,23 +77,23 @@ def chart(ledger: Ledger, job: JobRecord, name: str) -> bytes:
     """runtime.png or throughput.png: drawn on first request, and kept once the job finished."""
     if name not in CHARTS:
         raise NotFoundError(f"no chart {name!r}: the charts are {', '.join(CHARTS)}")
-    path = Path(job.out) / name
-    if _fresh(path, job):
-        return path.read_bytes()
+    out = local_out(job)
+    if out is not None and _fresh(out / name, job):
+        return (out / name).read_bytes()
     from shoal.report.charts import runtime_chart, throughput_chart
     from shoal.report.stats import JobData
 
     buffer = io.BytesIO()
     draw = runtime_chart if name == "runtime.png" else throughput_chart
     draw(JobData.load(ledger, job.id), buffer)
-    if job.finished:
-        with atomic_write(path, "wb") as handle:
+    if job.finished and out is not None:
+        with atomic_write(out / name, "wb") as handle:
             handle.write(buffer.getvalue())
     return buffer.getvalue()
 
 
 def artifact_root(job: JobRecord, item_id: str) -> Path:
-    root = (Path(job.out) / "artifacts").resolve()
+    root = (_out(job) / "artifacts").resolve()
     folder = (root / item_id).resolve()
     if item_id in ("", ".", "..", STAGING) or folder.parent != root:
         raise NotFoundError(f"no artifacts for item {item_id!r}")
@@ -97,6 +111,8 @@ def artifact(job: JobRecord, item_id: str, name: str) -> Path:
 
 def artifacts(job: JobRecord, item_id: str) -> list[tuple[str, int, str]]:
     """(name, bytes, kind) of each of an item's artifacts; kind is image, video or other."""
+    if local_out(job) is None:
+        return []
     folder = artifact_root(job, item_id)
     if not folder.is_dir():
         return []
@@ -139,8 +155,9 @@ def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None =
         if job.finished:
             for chart_name in CHARTS:
                 archive.writestr(chart_name, chart(ledger, job, chart_name))
-        root = Path(job.out) / "artifacts"
-        if root.is_dir():
+        out = local_out(job)
+        root = out / "artifacts" if out is not None else None
+        if root is not None and root.is_dir():
             _add_tree(archive, root, "artifacts")
     return Path(name)
 

@@ -20,6 +20,7 @@ from typing import Any
 from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
+from shoal.outputs import run_folder
 from shoal.runner import Plan, execute, normalize_input, prepare, settings_for
 from shoal.settings import RunSettings
 from shoal.sources.files import has_glob, local_path
@@ -214,7 +215,7 @@ class JobService:
             )
             if job.cancel:
                 self.ledger.cancel(job_id)
-            self._report(job_id, Path(plan.job.out))
+            self._report(job_id, run_folder(plan.job.out))
         except JobBusyError as exc:
             self._errors[job_id] = str(exc)  # another process runs it; not ours to resume
         except ShoalError as exc:
@@ -254,10 +255,8 @@ class JobService:
 
     def _run_settings(self, project: Any, inputs: list[str], options: dict[str, Any]) -> RunSettings:
         server = self.settings
-        flags = {**options, "db_url": self.ledger.url, "engine": server.engine, "workers": server.workers}
-        if server.broker_url is not None:
-            flags["broker_url"] = server.broker_url
-        return settings_for(project, inputs or None, flags)
+        flags = {**options, "db_url": self.ledger.url, "engine": server.engine, "broker_url": server.broker_url}
+        return settings_for(project, inputs or None, {**flags, "workers": server.workers})
 
     def _resume_plan(self, job: JobRecord) -> Plan:
         project = self.catalog.for_job(job.pipeline, job.project)

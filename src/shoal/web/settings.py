@@ -21,7 +21,7 @@ class ServerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535)
     db_url: str | None = Field(None, description="ledger database URL")
-    engine: str = Field("local", description="engine that runs submitted jobs")
+    engine: str | None = Field(None, description="local or celery [default: celery when a broker is set]")
     broker_url: str | None = Field(None, description="broker for the celery engine")
     projects: list[Path] = Field(default_factory=list, description="project folders whose pipelines are served")
     workers: int | None = Field(None, ge=1, le=1024, description="workers per job [default: CPU count]")

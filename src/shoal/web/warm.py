@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Hashable
 from pathlib import Path
+from typing import Any
 
 from shoal.engines import Chunk, Engine, Event, create_engine
 from shoal.project import Project
@@ -29,7 +30,7 @@ class WarmEngines:
 
     def lease(self, settings: RunSettings, project: Project) -> Lease:
         """An engine for one job: a warm one if there is one, else a new one."""
-        key = (str(project.root), project.fingerprint, settings.engine, settings.workers, _broker(settings))
+        key = (str(project.root), project.fingerprint, settings.engine_name, settings.workers, settings.broker_url)
         with self._lock:
             idle = self._idle.pop(key, None)
         if idle is not None:
@@ -78,6 +79,13 @@ class Lease:
     def workers(self) -> int:
         return self.engine.workers
 
+    @property
+    def chunk_seconds(self) -> float:
+        return self.engine.chunk_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)  # anything else an engine offers (pids(), ...)
+
     def start(self) -> None:
         self.engine.start()
 
@@ -99,8 +107,3 @@ class Lease:
     def close(self) -> None:
         """Release an engine the job never got to use (it failed before its run began)."""
         self.stop(kill=True)
-
-
-def _broker(settings: RunSettings) -> str | None:
-    value = getattr(settings, "broker_url", None)
-    return value if isinstance(value, str) else None

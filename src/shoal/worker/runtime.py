@@ -92,7 +92,8 @@ class Runtime:
         key = (job.job_id, job.out)
         if key not in self._contexts:
             scratch = Path(tempfile.mkdtemp(prefix=f"shoal-{job.job_id}-"))
-            self._contexts[key] = ItemContext(Path(job.out) / "artifacts", scratch, job.fetch_timeout)
+            artifacts = f"{job.out}/artifacts" if "://" in job.out else str(Path(job.out) / "artifacts")
+            self._contexts[key] = ItemContext(artifacts, scratch, job.fetch_timeout)
         return self._contexts[key]
 
     @staticmethod

@@ -1,9 +1,11 @@
-"""Retries, timeouts and crashing items, each really done: stages that fail, hang and kill their
-own process, run by real worker processes."""
+"""The engine conformance suite: the same tests, unchanged, against every engine (the embedded
+one, Celery over Redis, Celery over RabbitMQ). Retries, timeouts and crashing items are each
+really done: stages that fail, hang and kill their own process, run by real worker processes."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 import shoal
 from shoal.store import Ledger
 from tests.conftest import MakeProject
-from tests.helpers import read_errors, read_results
+from tests.engines import EngineUnderTest
+from tests.helpers import SLOW, kill_9, read_errors, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
 
@@ -41,11 +44,11 @@ def call_service(item):
 
 
 def test_failed_items_are_retried_with_exponential_backoff(
-    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
 ) -> None:
     log = home / "calls.log"
     project = make_project(FLAKY.format(log=str(log)))
-    result = shoal.run(project, [str(inputs(6))], workers=2, retries=2, retry_backoff=0.3)
+    result = shoal.run(project, [str(inputs(6))], retries=2, retry_backoff=0.3, **engine.flags(project))
 
     assert result.state == "failed"
     assert result.exit_code == 1
@@ -86,10 +89,11 @@ def work(item):
 
 
 def test_hung_item_is_killed_retried_then_failed_as_timed_out(
-    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
 ) -> None:
     project = make_project(HANGING)
-    result = shoal.run(project, [str(inputs(10))], workers=2, retries=1, retry_backoff=0.1, timeout=1)
+    flags = engine.flags(project)
+    result = shoal.run(project, [str(inputs(10))], retries=1, retry_backoff=0.1, timeout=1, **flags)
 
     assert result.state == "failed"
     assert result.counts == {"pending": 0, "succeeded": 9, "failed": 1, "cancelled": 0}
@@ -126,10 +130,10 @@ def work(items):
 
 
 def test_item_that_kills_its_worker_fails_alone(
-    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
 ) -> None:
     project = make_project(CRASHING)
-    result = shoal.run(project, [str(inputs(12))], workers=2, retries=1, retry_backoff=0.05)
+    result = shoal.run(project, [str(inputs(12))], retries=1, retry_backoff=0.05, **engine.flags(project))
 
     assert result.counts["succeeded"] == 10  # the crashing items' batch-mates included
     assert result.counts["failed"] == 2
@@ -141,3 +145,23 @@ def test_item_that_kills_its_worker_fails_alone(
     assert sorted(Path(r["input"]).name for r in read_results(result.out)) == [
         f"item-{i:04d}.txt" for i in range(12) if i not in (2, 5)
     ]
+
+
+def test_kill_9_of_the_coordinator_then_the_same_command_resumes(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
+) -> None:
+    log = home / "processed.log"
+    project = make_project(SLOW.format(log=str(log), delay=0.05))
+    command = ("run", str(project), "--input", str(inputs(80)), *engine.cli_args(project))
+
+    first = start_cli(*command, cwd=home)
+    job_id, done_before_kill = succeeded_when(home, 20)
+    kill_9(first)
+
+    second = shoal_cli(*command, cwd=home)
+    assert second.returncode == 0, second.stderr
+    processed = Counter(log.read_text().split())
+    assert all(processed[item] == 1 for item in done_before_kill), "an item recorded as succeeded was redone"
+    results = read_results(home / "shoal-runs" / job_id)
+    assert len(results) == 80
+    assert len({r["id"] for r in results}) == 80  # every item exactly once

@@ -1,0 +1,49 @@
+"""`shoal worker PROJECT --broker URL`: serve a project's pipeline to `shoal run --engine celery`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shoal.cli.run import Project
+
+BrokerUrl = Annotated[
+    str | None, typer.Option("--broker", envvar="SHOAL_BROKER_URL", help="redis:// or amqp:// broker URL")
+]
+Concurrency = Annotated[int | None, typer.Option(help="items processed at once [default: CPU count]")]
+QueueName = Annotated[str, typer.Option("--queue", envvar="SHOAL_QUEUE", help="queue shared with `shoal run`")]
+LogDir = Annotated[
+    Path | None, typer.Option(help="where worker processes' output goes [default: ./shoal-runs/worker-logs]")
+]
+LogLevel = Annotated[str, typer.Option(help="Celery log level")]
+
+
+def worker_command(
+    project: Project,
+    broker: BrokerUrl = None,
+    concurrency: Concurrency = None,
+    queue: QueueName = "shoal",
+    log_dir: LogDir = None,
+    loglevel: LogLevel = "INFO",
+) -> int:
+    """Start a Celery worker for PROJECT; stop it with Ctrl-C or SIGTERM (running chunks finish)."""
+    from shoal.engines.celery.worker import serve
+    from shoal.errors import ConfigError
+    from shoal.settings import default_home
+
+    if not broker:
+        raise ConfigError("shoal worker needs a broker: --broker URL or SHOAL_BROKER_URL")
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
+    serve(
+        project,
+        broker,
+        concurrency=concurrency or os.cpu_count() or 1,
+        queue=queue,
+        log_dir=log_dir or default_home() / "worker-logs",
+        loglevel=loglevel.upper(),
+    )
+    return 0

@@ -1,0 +1,256 @@
+"""The coordinator's side of the cluster engine: chunks out as Celery tasks, reports back.
+
+Workers are found by asking them (a Celery control command): which code version each runs, how
+many threads it has. Tasks go to the queue of the job's code version. Every in-flight chunk is
+watched: a running chunk beats a heartbeat each second, so one whose beats stop (its worker was
+killed, or its result was lost with a broker restart) is declared lost within LOST_AFTER seconds
+and its items are sent again, instead of waiting out a broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
+from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.errors import ConfigError, ShoalError
+from shoal.wire import Report
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+LOST_AFTER = 5.0  #: seconds without a sign of life before an in-flight chunk is sent again
+BROKER_GRACE = 120.0  #: seconds the broker may be unreachable before the run gives up
+OVERTAKEN_AFTER = 2.0  #: seconds a queued chunk may trail one sent after it before it is presumed lost
+DISCOVER_EVERY = 10.0  #: seconds between asking which workers are there
+CHECK_EVERY = 0.02  #: seconds between looks at the results while waiting
+PREFETCH = 2  #: chunks in flight per worker thread
+
+
+@dataclass
+class _Flight:
+    chunk: Chunk
+    task_id: str
+    sent: float
+    seen: tuple[Any, ...] = ()  #: the last (state, meta) observed
+    changed: float = field(default_factory=time.monotonic)
+    started: bool = False
+    queued: bool = False  #: the broker took it
+
+
+class CeleryEngine:
+    """Chunks as Celery tasks on `shoal worker` processes anywhere the broker reaches."""
+
+    def __init__(self, broker_url: str, *, queue: str, fingerprint: str, pipeline: str, discover_timeout: float = 5.0):
+        self.broker_url = broker_url
+        self.queue = queue_name(queue, fingerprint)
+        self.fingerprint = fingerprint
+        self.pipeline = pipeline
+        self.discover_timeout = discover_timeout
+        self._app: Celery | None = None
+        self._threads = 0  #: worker threads serving this code version
+        self._flights: dict[int, _Flight] = {}
+        self._announced: set[str] = set()
+        self._names: list[str] = []  #: workers serving this code version
+        self._others: list[tuple[str, dict[str, Any]]] = []  #: workers serving other versions
+        self._last_activity = time.monotonic()
+        self._overtake: tuple[float, float] | None = None  #: (sent, seen) of the latest-sent chunk seen started
+        self._down_since: float | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def workers(self) -> int:
+        return max(1, self._threads)
+
+    @property
+    def chunk_seconds(self) -> float:
+        return 0.5  # a round trip through the broker and the result store costs milliseconds
+
+    # --- Engine protocol ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._app is not None:
+            return
+        self._app = make_app(self.broker_url)
+        deadline = time.monotonic() + self.discover_timeout
+        while not self._discover() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not self._threads:
+            raise ConfigError(self._no_workers_message())
+        for name, info in self._others:  # not an error: other pools may serve other code
+            log.warning(
+                "worker %s runs %s version %s from %s, not this run's %s: it gets none of this job's work",
+                name, info.get("pipeline"), info.get("fingerprint"), info.get("project"), self.fingerprint,
+            )  # fmt: skip
+        self._watcher = threading.Thread(target=self._rediscover, name="shoal-discover", daemon=True)
+        self._watcher.start()
+
+    def capacity(self) -> int:
+        return max(0, PREFETCH * self._threads - len(self._flights))
+
+    def submit(self, chunk: Chunk) -> None:
+        flight = _Flight(chunk, f"{chunk.job.job_id}.{chunk.id}.{uuid.uuid4().hex[:8]}", time.monotonic())
+        self._flights[chunk.id] = flight
+        self._send(flight)
+
+    def poll(self, timeout: float) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        events = self._announce()
+        while True:
+            events += self._check()
+            if events or time.monotonic() >= deadline:
+                return events
+            time.sleep(min(CHECK_EVERY, max(0.0, deadline - time.monotonic())))
+
+    def stop(self, *, kill: bool = False) -> None:
+        self._stop.set()
+        if self._app is None:
+            return
+        if kill and self._flights:  # the coordinator gives up these chunks: spare the workers the work
+            self._app.control.revoke([f.task_id for f in self._flights.values()])
+        self._flights.clear()
+        self._app.close()
+
+    # --- watching the chunks -----------------------------------------------------------------
+    def _send(self, flight: _Flight) -> None:
+        assert self._app is not None
+        job, items = flight.chunk.job.to_dict(), flight.chunk.items
+        try:
+            self._app.send_task(TASK, args=[job, items], queue=self.queue, task_id=flight.task_id)
+        except Exception as exc:  # the broker is away: keep the chunk and send it when it is back
+            self._outage(exc)
+            return
+        flight.sent, flight.queued = time.monotonic(), True
+
+    def _check(self) -> list[Event]:
+        assert self._app is not None
+        events: list[Event] = []
+        for chunk_id, flight in list(self._flights.items()):
+            if not flight.queued:
+                self._send(flight)
+                continue
+            try:
+                meta = self._app.backend.get_task_meta(flight.task_id)
+            except Exception as exc:
+                self._outage(exc)
+                return events
+            self._recovered()
+            event = self._judge(chunk_id, flight, meta.get("status"), meta.get("result"), time.monotonic())
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _judge(self, chunk_id: int, flight: _Flight, state: str | None, info: Any, now: float) -> Event | None:
+        """What a chunk's task state means: done, lost, or still fine."""
+        if (state, _hashable(info)) != flight.seen:
+            flight.seen, flight.changed, self._last_activity = (state, _hashable(info)), now, now
+        if state == "SUCCESS":
+            del self._flights[chunk_id]
+            _forget(self._app, flight.task_id)
+            return ItemsDone(chunk_id, str(info.get("worker", "")), Report.from_dict(info))
+        if state in ("FAILURE", "REVOKED"):
+            return self._lose(chunk_id, f"ended as {state}: {info}")
+        if state in ("STARTED", "PROGRESS"):
+            if not flight.started:
+                flight.started = True
+                if self._overtake is None or flight.sent > self._overtake[0]:
+                    self._overtake = (flight.sent, now)
+            if now - flight.changed > LOST_AFTER:
+                return self._lose(chunk_id, f"sent no heartbeat for {LOST_AFTER:g} s: its worker is gone")
+            return None
+        overtaken = self._overtake is not None and self._overtake[0] > flight.sent
+        if overtaken and now - self._overtake[1] > OVERTAKEN_AFTER:  # type: ignore[index]
+            return self._lose(chunk_id, "was overtaken by a later chunk: the broker lost it")
+        if now - max(flight.sent, self._last_activity) > LOST_AFTER:
+            return self._lose(chunk_id, "was never picked up while nothing else moved: the broker lost it")
+        return None
+
+    def _lose(self, chunk_id: int, why: str) -> ChunkLost:
+        assert self._app is not None
+        flight = self._flights.pop(chunk_id)
+        with contextlib.suppress(Exception):  # if it turns up after all, no live worker runs it again
+            self._app.control.revoke(flight.task_id)
+        return ChunkLost(chunk_id, "", "WorkerLost", f"chunk {flight.task_id} {why}")
+
+    def _outage(self, exc: Exception) -> None:
+        """The broker or result store is unreachable: wait for it, up to BROKER_GRACE seconds."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("lost the broker at %s (%s); waiting for it", _safe(self.broker_url), exc)
+        elif now - self._down_since > BROKER_GRACE:
+            raise ShoalError(
+                f"the broker at {_safe(self.broker_url)} has been unreachable for {BROKER_GRACE:g} s: {exc}"
+            )
+
+    def _recovered(self) -> None:
+        if self._down_since is None:
+            return
+        now = time.monotonic()  # an outage is no sign of life or death: start every clock again
+        for flight in self._flights.values():
+            flight.changed = now
+        self._down_since, self._last_activity = None, now
+        log.warning("the broker at %s is back", _safe(self.broker_url))
+
+    # --- finding workers ---------------------------------------------------------------------
+    def _discover(self) -> bool:
+        assert self._app is not None
+        replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=1.0)
+        found = [(name, info) for reply in replies or [] for name, info in reply.items() if isinstance(info, dict)]
+        self._others = [(name, info) for name, info in found if info.get("fingerprint") != self.fingerprint]
+        mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
+        self._threads = sum(int(info.get("concurrency", 1)) for _, info in mine)
+        self._names = [name for name, _ in mine]
+        return bool(mine)
+
+    def _rediscover(self) -> None:
+        while not self._stop.wait(DISCOVER_EVERY):
+            try:
+                self._discover()
+            except Exception:  # a broker restart: try again on the next round
+                continue
+
+    def _announce(self) -> list[Event]:
+        """A WorkerReady the first time each matching worker is seen (the run's start-up time)."""
+        fresh = [name for name in self._names if name not in self._announced]
+        self._announced.update(fresh)
+        return [WorkerReady(name, 0.0) for name in fresh]
+
+    def _no_workers_message(self) -> str:
+        if self._others:
+            versions = "; ".join(
+                f"{name} runs {info.get('pipeline')} version {info.get('fingerprint')} from {info.get('project')}"
+                for name, info in self._others
+            )
+            return (
+                f"no worker runs pipeline {self.pipeline!r} at version {self.fingerprint} (this project's code): "
+                f"{versions}. Deploy this code and restart the workers: shoal worker PROJECT --broker URL"
+            )
+        return (
+            f"no shoal worker is listening on {self.broker_url}: start one on each machine with "
+            f"`shoal worker PROJECT --broker {self.broker_url}`"
+        )
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, dict | list) else value
+
+
+def _forget(app: Celery, task_id: str) -> None:
+    """Drop a result we have read (a result backend keeps it a day otherwise)."""
+    with contextlib.suppress(NotImplementedError):  # RabbitMQ replies are gone once read
+        app.backend.forget(task_id)
+
+
+def _safe(url: str) -> str:
+    """A broker URL without its password, for messages."""
+    parts = urlsplit(url)
+    return url.replace(f":{parts.password}@", ":***@") if parts.password else url

@@ -1,0 +1,126 @@
+"""Run Celery tasks' chunks on local worker processes that outlive the tasks.
+
+A Celery task only hands its chunk over and waits: the pipeline runs in processes owned by the
+local engine, which loads the model once, enforces per-item timeouts and blames the item that
+crashed a process. So a crashing item fails alone, the Celery worker itself never dies of it, and
+no message is redelivered in a loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import select
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, describe_loss
+from shoal.engines.local import LocalEngine
+from shoal.errors import WorkerStartError
+from shoal.project import Project
+from shoal.wire import JobSpec, Report, WireItem
+
+POLL_S = 0.1  #: seconds the supervisor thread waits at most (new work and reports wake it at once)
+
+
+@dataclass
+class _Waiting:
+    items: list[WireItem]
+    future: Future[tuple[str, Report]]
+    report: Report = field(default_factory=Report)
+    reported: set[str] = field(default_factory=set)
+    worker: str = ""
+
+
+class Supervisor:
+    """A pool of local worker processes serving chunks submitted from any thread."""
+
+    def __init__(self, project: Project, processes: int, *, log_dir: Path | None = None) -> None:
+        self.project = project
+        self.stage_names = [s.name for s in project.pipeline.stages]
+        self._engine = LocalEngine(project.root, project.fingerprint, processes, log_dir=log_dir)
+        self._inbox: queue.SimpleQueue[tuple[JobSpec, list[WireItem], Future[tuple[str, Report]]]] = queue.SimpleQueue()
+        self._waiting: dict[int, _Waiting] = {}
+        self._ids = itertools.count(1)
+        self._failure = ""
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  #: a task thread's nudge: new work is waiting
+        self._thread = threading.Thread(target=self._loop, name="shoal-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        os.write(self._wake_w, b"!")
+        self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def run(self, job: JobSpec, items: list[WireItem]) -> tuple[str, Report]:
+        """Run a chunk; returns the name of the process that ran it and what became of each item."""
+        if self._failure:
+            raise WorkerStartError(self._failure)
+        future: Future[tuple[str, Report]] = Future()
+        self._inbox.put((job, items, future))
+        os.write(self._wake_w, b"!")
+        return future.result()
+
+    def _loop(self) -> None:
+        self._engine.start()  # spawned from this thread: the processes die with it
+        try:
+            while not self._stop.is_set():
+                while self._engine.capacity() > 0 and not self._inbox.empty():
+                    job, items, future = self._inbox.get()
+                    chunk = Chunk(next(self._ids), job, items)
+                    self._waiting[chunk.id] = _Waiting(items, future)
+                    self._engine.submit(chunk)
+                for event in self._engine.poll(POLL_S, wake=self._wake_r):
+                    self._handle(event)
+                self._drain_wake()
+        finally:
+            self._engine.stop(kill=True)
+            for waiting in self._waiting.values():
+                waiting.future.set_exception(WorkerStartError("the worker is shutting down"))
+
+    def _drain_wake(self) -> None:
+        if select.select([self._wake_r], [], [], 0)[0]:
+            os.read(self._wake_r, 4096)
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, ItemsDone):
+            waiting = self._waiting[event.chunk_id]
+            waiting.report.extend(event.report)
+            waiting.reported.update(row[0] for row in event.report.ok)
+            waiting.reported.update(f["id"] for f in event.report.failed)
+            waiting.worker = event.worker
+            if len(waiting.reported) == len(waiting.items):
+                self._finish(event.chunk_id)
+        elif isinstance(event, ChunkLost):
+            self._lost(event)
+        elif isinstance(event, WorkerFailed):
+            self._failure = event.message
+            for chunk_id in list(self._waiting):
+                self._waiting.pop(chunk_id).future.set_exception(WorkerStartError(event.message))
+
+    def _lost(self, event: ChunkLost) -> None:
+        """A process died or hung: its running items fail (the coordinator decides on retries), the
+        untouched ones go back unfinished."""
+        waiting = self._waiting[event.chunk_id]
+        waiting.worker = waiting.worker or event.worker
+        unfinished = [w["id"] for w in waiting.items if w["id"] not in waiting.reported]
+        suspects = [i for i in unfinished if i in set(event.suspects)]
+        stage, message = describe_loss(event, self.stage_names)
+        error = {"stage": stage, "type": event.kind, "message": message, "traceback": "", "batch": len(suspects)}
+        waiting.report.failed += [
+            {"id": i, "start": None, "end": None, "seconds": "{}", "error": error} for i in suspects
+        ]
+        waiting.report.lost += [i for i in unfinished if i not in set(suspects)]
+        self._finish(event.chunk_id)
+
+    def _finish(self, chunk_id: int) -> None:
+        waiting = self._waiting.pop(chunk_id)
+        waiting.future.set_result((waiting.worker, waiting.report))

@@ -1,0 +1,115 @@
+"""`shoal worker PROJECT --broker URL`: a Celery worker serving one project's code version.
+
+The Celery worker runs a thread pool; each thread hands its task's chunk to the supervisor's
+processes and waits, beating a heartbeat into the result backend so the coordinator can tell a
+slow chunk from a dead worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.engines.celery.supervisor import Supervisor
+from shoal.errors import FingerprintMismatchError
+from shoal.project import Project, load_project
+from shoal.wire import JobSpec
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+HEARTBEAT_S = 1.0  #: seconds between a running task's heartbeats
+
+
+def serve(
+    project_dir: str | Path,
+    broker_url: str,
+    *,
+    concurrency: int,
+    queue: str = "shoal",
+    log_dir: Path | None = None,
+    loglevel: str = "INFO",
+) -> None:
+    """Run until stopped (SIGTERM lets running chunks finish; SIGINT twice stops at once)."""
+    project = load_project(project_dir)
+    app = make_app(broker_url)
+    supervisor = Supervisor(project, concurrency, log_dir=log_dir)
+    register(app, project, supervisor, concurrency=concurrency, queue=queue)
+    supervisor.start()
+    if loglevel == "INFO":  # Celery logs every task's return value at INFO: whole reports, too much
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    try:
+        worker = app.Worker(
+            pool_cls="threads",
+            concurrency=concurrency,
+            queues=[queue_name(queue, project.fingerprint)],
+            hostname=f"shoal-{os.getpid()}@{os.uname().nodename}",
+            loglevel=loglevel,
+            without_mingle=True,  # start in a second, not three; revokes still reach live workers
+            without_gossip=True,
+        )
+        worker.start()
+    finally:
+        supervisor.close()
+
+
+def register(app: Celery, project: Project, supervisor: Supervisor, *, concurrency: int, queue: str) -> None:
+    """The chunk task and the `shoal_info` control command, bound to this worker's project."""
+    from celery.worker.control import inspect_command
+
+    app.conf.shoal_info = {
+        "project": str(project.root),
+        "pipeline": project.pipeline.name,
+        "fingerprint": project.fingerprint,
+        "concurrency": concurrency,
+        "queue": queue_name(queue, project.fingerprint),
+        "pid": os.getpid(),
+    }
+
+    @inspect_command(name=INFO_COMMAND)  # type: ignore[untyped-decorator]
+    def shoal_info(state: Any) -> dict[str, Any]:
+        """Which code this worker runs, for `shoal run` to match against its job."""
+        return dict(state.consumer.app.conf.shoal_info)
+
+    @app.task(name=TASK, bind=True)  # type: ignore[untyped-decorator]
+    def run_chunk(task: Task, job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+        spec = JobSpec.from_dict(job)
+        if spec.fingerprint != project.fingerprint:
+            raise FingerprintMismatchError(
+                f"worker {task.request.hostname} runs version {project.fingerprint} of {project.root}, "
+                f"job {spec.job_id} needs {spec.fingerprint}"
+            )
+        with _heartbeat(task):
+            worker, report = supervisor.run(spec, items)
+        return {"worker": worker, **report.to_dict()}
+
+
+class _heartbeat:
+    """Post PROGRESS with a beat counter every HEARTBEAT_S while a task runs."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.task_id = task.request.id  # the request is per thread: read it on the task's own thread
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="shoal-heartbeat", daemon=True)
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        beat = 0
+        while not self.done.wait(HEARTBEAT_S if beat else 0.0):
+            beat += 1
+            try:
+                self.task.update_state(self.task_id, "PROGRESS", {"beat": beat, "at": time.time()})
+            except Exception:  # a broker hiccup must not fail the chunk; the next beat tries again
+                continue

@@ -1,0 +1,197 @@
+"""Losing parts of a cluster mid-run: a worker process, a whole `shoal worker`, the broker itself.
+Every item still ends succeeded exactly once, and soon (not after a broker's visibility timeout)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MakeProject
+from tests.engines import EngineUnderTest, engine_for
+from tests.helpers import ledger_in, read_results, shoal_cli, start_cli, succeeded_when
+
+pytestmark = pytest.mark.integration
+
+ITEM_TIMEOUT = 5
+SLOW = """
+import os, time
+import shoal
+
+pipeline = shoal.Pipeline("cluster")
+
+@pipeline.stage()
+def work(item):
+    time.sleep(0.1)
+    return {"pid": os.getpid()}
+"""
+
+
+@pytest.fixture(params=["celery-redis", "celery-rabbitmq"])
+def cluster(request: pytest.FixtureRequest, home: Path) -> Iterator[EngineUnderTest]:
+    under_test = engine_for(request.param, home)
+    yield under_test
+    under_test.stop_workers()
+
+
+def _runtime_processes(worker: subprocess.Popen[bytes]) -> list[int]:
+    """The local worker processes a `shoal worker` runs items in."""
+    found = subprocess.run(["pgrep", "-P", str(worker.pid), "-f", "shoal.engines.local_worker"], capture_output=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _run_command(project: Path, listing: Path, cluster: EngineUnderTest) -> tuple[str, ...]:
+    queue = ("--engine", "celery", "--broker", cluster.broker, "--queue", cluster.queue)
+    return ("run", str(project), "-i", str(listing), "--timeout", str(ITEM_TIMEOUT), *queue)
+
+
+def _assert_exactly_once(home: Path, job_id: str, count: int) -> None:
+    results = read_results(home / "shoal-runs" / job_id)
+    assert len(results) == count
+    assert len({r["id"] for r in results}) == count
+
+
+def test_killing_one_worker_process_loses_nothing(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], cluster: EngineUnderTest
+) -> None:
+    project = make_project(SLOW)
+    first, _ = cluster.start_workers(project, 2)
+    running = start_cli(*_run_command(project, inputs(60), cluster), cwd=home)
+    job_id, _ = succeeded_when(home, 10)
+    victims = _runtime_processes(first)
+    assert victims
+    os.kill(victims[0], signal.SIGKILL)
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 0, stderr
+    _assert_exactly_once(home, job_id, 60)
+    assert first.poll() is None  # the shoal worker itself lives on, with a new process
+
+
+def test_killing_a_whole_worker_re_dispatches_its_items_within_the_item_timeout(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], cluster: EngineUnderTest
+) -> None:
+    project = make_project(SLOW)
+    first, _ = cluster.start_workers(project, 2)
+    running = start_cli(*_run_command(project, inputs(60), cluster), cwd=home)
+    job_id, _ = succeeded_when(home, 10)
+    killed_at = time.time()
+    os.killpg(first.pid, signal.SIGKILL)  # the Celery process; its item processes die with it
+    _, stderr = running.communicate(timeout=120)
+    finished_after = time.time() - killed_at
+    assert running.returncode == 0, stderr
+    _assert_exactly_once(home, job_id, 60)
+    # RabbitMQ hands a dead consumer's messages to the other worker at once; with Redis they would
+    # wait for the visibility timeout (an hour), so shoal notices the silence and sends them again
+    ledger = ledger_in(home)
+    requeued = [e["at"] - killed_at for e in ledger.events(job_id) if e["kind"] == "requeued"]
+    ledger.close()
+    if cluster.broker.startswith("redis"):
+        assert requeued, "the lost worker's items were never sent again"
+    assert all(delay < ITEM_TIMEOUT + 5 for delay in requeued)
+    assert finished_after < ITEM_TIMEOUT + 5 + 60 * 0.1 + 15  # seconds, not an hour
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Redis:
+    """A Redis server of this test's own, so restarting it disturbs nobody else."""
+
+    def __init__(self, home: Path) -> None:
+        if not shutil.which("redis-server"):
+            pytest.skip("redis-server is not installed: apt-get install redis-server")
+        self.port = _free_port()
+        self.home = home
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, cwd=self.home,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+
+def test_redis_restarting_mid_run_loses_nothing(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    redis = _Redis(home)
+    cluster = EngineUnderTest("celery-redis", home)
+    cluster.broker = f"redis://127.0.0.1:{redis.port}/0"
+    try:
+        project = make_project(SLOW)
+        cluster.start_workers(project, 2)
+        running = start_cli(*_run_command(project, inputs(60), cluster), cwd=home)
+        job_id, _ = succeeded_when(home, 15)
+        redis.kill()  # everything Redis held is gone: queued tasks, results, heartbeats
+        time.sleep(1)
+        redis.start()
+        _, stderr = running.communicate(timeout=180)
+        assert running.returncode == 0, stderr
+        assert "lost the broker" in stderr
+        _assert_exactly_once(home, job_id, 60)
+    finally:
+        cluster.stop_workers()
+        redis.kill()
+
+
+def test_rabbitmq_restarting_mid_run_loses_nothing(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    cluster = engine_for("celery-rabbitmq", home)
+    if not shutil.which("rabbitmqctl"):
+        pytest.skip("rabbitmqctl is not installed: apt-get install rabbitmq-server")
+    try:
+        project = make_project(SLOW)
+        cluster.start_workers(project, 2)
+        running = start_cli(*_run_command(project, inputs(60), cluster), cwd=home)
+        job_id, _ = succeeded_when(home, 15)
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        time.sleep(1)
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60)
+        _, stderr = running.communicate(timeout=180)
+        assert running.returncode == 0, stderr
+        _assert_exactly_once(home, job_id, 60)
+    finally:
+        cluster.stop_workers()
+        subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=60)
+
+
+def test_a_worker_of_other_code_is_named_and_never_given_work(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    cluster = engine_for("celery-redis", home)
+    try:
+        old = make_project(SLOW, name="old")
+        cluster.start_workers(old, 1)
+        new = make_project(SLOW + "\n# a change\n", name="new")
+        result = shoal_cli(*_run_command(new, inputs(5), cluster), cwd=home)
+        assert result.returncode == 2
+        assert "no worker runs pipeline 'cluster' at version" in result.stderr
+        assert "runs cluster version" in result.stderr
+        assert str(old) in result.stderr
+    finally:
+        cluster.stop_workers()

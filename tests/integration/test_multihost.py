@@ -1,0 +1,141 @@
+"""Broker, coordinator and two workers as separate hosts: network namespaces joined by a bridge,
+each with its own address and its own loopback, so every message crosses a (virtual) network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MakeProject
+from tests.helpers import read_results
+
+pytestmark = pytest.mark.integration
+
+SUBNET = "10.231.77"
+HOSTS = {"broker": 1, "coordinator": 2, "worker1": 3, "worker2": 4}
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+class Network:
+    """Namespaces named after HOSTS on one bridge; `run`/`start` execute commands inside them."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:5]
+        self.bridge = f"shbr{self.tag}"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("link", "set", self.bridge, "up")
+        for host, number in HOSTS.items():
+            ns, outside, inside = self.ns(host), f"sh{self.tag}{number}a", f"sh{self.tag}{number}b"
+            _ip("netns", "add", ns)
+            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+            _ip("link", "set", inside, "netns", ns)
+            _ip("link", "set", outside, "master", self.bridge)
+            _ip("link", "set", outside, "up")
+            _ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", inside)
+            _ip("-n", ns, "link", "set", inside, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+
+    def ns(self, host: str) -> str:
+        return f"shoal-{self.tag}-{host}"
+
+    @staticmethod
+    def address(host: str) -> str:
+        return f"{SUBNET}.{HOSTS[host]}"
+
+    def start(self, host: str, command: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(host), *command], stdout=output, stderr=subprocess.STDOUT, **kwargs
+            )  # type: ignore[call-overload]
+        self.processes.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for host in HOSTS:
+            subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    if not shutil.which("ip") or not shutil.which("redis-server"):
+        pytest.skip("needs iproute2 and redis-server: apt-get install iproute2 redis-server")
+    try:
+        net = Network()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create network namespaces here (needs root, CAP_NET_ADMIN): {exc.stderr.decode().strip()}")
+    yield net
+    net.close()
+
+
+WHERE = """
+import os, time
+import shoal
+
+pipeline = shoal.Pipeline("where")
+
+@pipeline.stage()
+def where(item):
+    time.sleep(0.05)
+    return {"netns": os.readlink("/proc/self/ns/net"), "text": item.read_text().strip()}
+"""
+
+
+def _wait_for_line(log: Path, text: bytes, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_bytes():
+            return
+        if process.poll() is not None:
+            raise AssertionError(log.read_text(errors="replace")[-2000:])
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {log}")
+
+
+def test_broker_coordinator_and_two_workers_on_separate_hosts(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], network: Network
+) -> None:
+    broker_host = network.address("broker")
+    redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
+    redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
+    _wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
+    broker = f"redis://{broker_host}:6379/0"
+    project = make_project(WHERE)
+    env = {**os.environ, "SHOAL_BROKER_URL": broker}
+    for host in ("worker1", "worker2"):
+        log = home / f"{host}.log"
+        command = [sys.executable, "-m", "shoal", "worker", str(project), "--concurrency", "1"]
+        worker = network.start(host, [*command, "--log-dir", str(home / host)], log, env=env, cwd=home)
+        _wait_for_line(log, b" ready.", worker)
+
+    shared = home / "shared"  # the storage every host mounts (here: the same disk)
+    command = [sys.executable, "-m", "shoal", "run", str(project), "-i", str(inputs(40)), "--out", str(shared / "run")]
+    coordinator = network.start("coordinator", command, home / "coordinator.log", env=env, cwd=home)
+    assert coordinator.wait(180) == 0, (home / "coordinator.log").read_text(errors="replace")[-3000:]
+
+    results = read_results(shared / "run")
+    assert sorted(r["result"]["text"] for r in results) == sorted(str(i) for i in range(40))
+    namespaces = {r["result"]["netns"] for r in results}
+    assert len(namespaces) == 2, "both worker hosts ran items"
+    assert os.readlink("/proc/self/ns/net") not in namespaces  # none ran outside the worker hosts

@@ -1,0 +1,93 @@
+"""Inputs read from, and run folders written to, an S3-compatible server on loopback (moto)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shoal
+from tests.conftest import MakeProject
+from tests.engines import EngineUnderTest, require_service
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = """
+import shoal
+pipeline = shoal.Pipeline("s3copy")
+
+@pipeline.stage()
+def shout(item):
+    text = item.read_text().strip()
+    item.write_artifact("loud.txt", text.upper())
+    item.write_artifact("nested/deeper.txt", text * 2)
+    return {"text": text, "local": item.path.name}
+"""
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free loopback port for this module, its endpoint and credentials in
+    the environment (worker processes inherit them; fsspec caches filesystems per process)."""
+    from moto.server import ThreadedMotoServer
+
+    pytest.importorskip("s3fs")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():  # fmt: skip
+            patch.setenv(name, value)
+        yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    """An s3fs filesystem to look with, and a fresh bucket holding six text files under in/."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
+    fs.bucket = f"shoal-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(fs.bucket)
+    for i in range(6):
+        fs.pipe(f"{fs.bucket}/in/part {i}.txt", f"item {i}\n".encode())
+    return fs
+
+
+@pytest.mark.parametrize("engine_kind", ["local", "celery-redis"])
+def test_inputs_from_s3_and_run_folder_on_s3(home: Path, make_project: MakeProject, s3: Any, engine_kind: str) -> None:
+    engine = EngineUnderTest(engine_kind, home)
+    if engine.celery:
+        require_service(6379)
+    project = make_project(ARTIFACTS)
+    run = f"{s3.bucket}/runs/one"
+    try:
+        result = shoal.run(project, [f"s3://{s3.bucket}/in/"], out=f"s3://{run}", **engine.flags(project))
+    finally:
+        engine.stop_workers()
+
+    assert result.counts["succeeded"] == 6
+    s3.invalidate_cache()
+    records = [json.loads(line) for line in s3.cat(f"{run}/results.jsonl").decode().splitlines()]
+    assert sorted(r["result"]["text"] for r in records) == [f"item {i}" for i in range(6)]
+    assert {r["input"] for r in records} == {f"s3://{s3.bucket}/in/part {i}.txt" for i in range(6)}
+    for record in records:
+        base = f"{run}/artifacts/{record['id']}"
+        assert s3.cat(f"{base}/loud.txt").decode() == record["result"]["text"].upper()
+        assert s3.cat(f"{base}/nested/deeper.txt").decode() == record["result"]["text"] * 2
+    for name in ("results.csv", "errors.csv", "report.json", "performance.txt", "runtime.png", "throughput.png"):
+        assert s3.exists(f"{run}/{name}"), name
+    assert json.loads(s3.cat(f"{run}/report.json"))["items"]["succeeded"] == 6
+    assert not s3.exists(f"{run}/artifacts/.staging")
