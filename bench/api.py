@@ -80,7 +80,9 @@ def submit_latencies(url: str, root: Path, count: int) -> list[float]:
             path = files / f"item-{i:05d}.txt"
             path.write_text(f"{i}\n")
             began = time.perf_counter()
-            job = http.post("/api/v1/jobs", json={"pipeline": "noop", "inputs": [str(path)]}).json()
+            response = http.post("/api/v1/jobs", json={"pipeline": "noop", "inputs": [str(path)]})
+            assert response.status_code == 202, response.text
+            job = response.json()
             with http.stream("GET", f"/api/v1/jobs/{job['id']}/events") as response:
                 event = ""
                 for line in response.iter_lines():

@@ -1,9 +1,12 @@
 """The job service: accepts jobs, runs a few at a time on threads, and resumes them after a restart.
 
 Each job runs through the same ``runner.execute`` as ``shoal run``, on an engine lent by
-WarmEngines, with a Feed for live progress. The ledger's ``submissions`` table says which jobs
-the service accepted, so a server that stops (or is killed) resumes the unfinished ones when it
-starts again, with the options each was submitted with.
+WarmEngines, with a Feed for live progress. Jobs run on ``max_jobs`` slot threads that live as
+long as the service: worker processes ask Linux to kill them when the thread that started them
+ends (so a killed coordinator leaves no orphans), and warm workers must outlive any one job.
+The ledger's ``submissions`` table says which jobs the service accepted, so a server that stops
+(or is killed) resumes the unfinished ones when it starts again, with the options each was
+submitted with.
 """
 
 from __future__ import annotations
@@ -76,13 +79,19 @@ class JobService:
         self._running: dict[str, Running] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._closing = threading.Event()
+        self._slots = [
+            threading.Thread(target=self._slot, name=f"shoal-slot-{n + 1}") for n in range(settings.max_jobs)
+        ]
         self._sweeper = threading.Thread(target=self._sweep, name="shoal-warm-sweeper", daemon=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Resume the jobs an earlier server accepted and did not finish."""
         self._sweeper.start()
+        for slot in self._slots:
+            slot.start()
         for job in subs.unfinished(self.ledger):
             try:
                 self._enqueue(self._resume_plan(job))
@@ -94,10 +103,11 @@ class JobService:
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs and tell every job to stop, settling its items in flight; returns at once."""
-        self._closing.set()
         with self._lock:
+            self._closing.set()
             self._queue.clear()
             running = list(self._running.values())
+            self._wake.notify_all()
         for job in running:
             with job.lock:
                 job.stopping = True
@@ -111,9 +121,9 @@ class JobService:
         with self._lock:
             running = list(self._running.values())
         limit = timeout if timeout is not None else max((j.plan.settings.settle for j in running), default=0) + 10
-        for job in running:
-            if job.thread is not None:
-                job.thread.join(limit)
+        for slot in self._slots:
+            if slot.is_alive():
+                slot.join(limit)
         self.warm.close()
 
     @property
@@ -190,16 +200,20 @@ class JobService:
             if self.closing:
                 return
             self._queue.append(Running(plan, Feed(plan.job.id)))
-        self._pump()
+            self._wake.notify()
 
-    def _pump(self) -> None:
-        """Start queued jobs while there is room."""
-        with self._lock:
-            while self._queue and len(self._running) < self.settings.max_jobs and not self.closing:
+    def _slot(self) -> None:
+        """One slot: run queued jobs, oldest first, until the service stops."""
+        while True:
+            with self._lock:
+                while not self._queue and not self.closing:
+                    self._wake.wait()
+                if self.closing:
+                    return
                 job = self._queue.popleft()
-                job.thread = threading.Thread(target=self._run, args=(job,), name=f"shoal-job-{job.plan.job.id}")
+                job.thread = threading.current_thread()
                 self._running[job.plan.job.id] = job
-                job.thread.start()
+            self._run(job)
 
     def _run(self, job: Running) -> None:
         plan, job_id = job.plan, job.plan.job.id
@@ -228,7 +242,6 @@ class JobService:
             with self._lock:
                 self._running.pop(job_id, None)
             job.feed.close()
-            self._pump()
 
     def _report(self, job_id: str, out: Path) -> None:
         """Result files and report.json now; the charts are drawn when first asked for."""

@@ -150,3 +150,17 @@ def test_jobs_of_a_server_are_on_postgresql_when_it_is_told_so(
         assert len(http.get(f"/api/v1/jobs/{job_id}/results.jsonl").text.splitlines()) == 4
         failed = http.get(f"/api/v1/jobs/{job_id}/items", params={"status": "failed"}).json()["items"]
         assert "bad on purpose" in failed[0]["error_message"]
+
+
+def test_workers_stay_warm_from_one_job_to_the_next(
+    serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path]
+) -> None:
+    server = serve(projects=[tool_project()])
+    workers = []
+    with server.client() as http:
+        for n in range(3):
+            job_id = http.post("/api/v1/jobs", json={"pipeline": "tool", "inputs": [str(files(1, name=f"f{n}"))]})
+            job_id = job_id.json()["id"]
+            assert wait_for_end(http, job_id)[-1][1]["state"] == "succeeded"
+            workers.append(http.get(f"/api/v1/jobs/{job_id}/items").json()["items"][0]["worker"])
+    assert len(set(workers)) == 1, workers  # one process ran all three: it outlived each job's run
