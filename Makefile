@@ -17,7 +17,7 @@ $(VENV)/.demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[faces,test]'
+	$(PIP) -e '.[faces,web,metrics,test]'
 	touch $@
 
 install-demo: $(VENV)/.demo
@@ -46,6 +46,7 @@ bench: install-test
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/celery.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -78,3 +78,40 @@ class StageResultError(ItemError):
     """Raised when a stage returns something shoal cannot record (wrong count, not JSON)."""
 
     retry_default = False
+
+
+class NotFoundError(ShoalError):
+    """Raised when a job, item, pipeline or file that was asked for does not exist."""
+
+
+class UnknownPipelineError(NotFoundError):
+    """Raised when a submission names a pipeline the service does not serve; lists the known ones."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(known) if known else "none: start the server with --project DIR"
+        super().__init__(f"unknown pipeline {name!r}; known pipelines: {listed}")
+        self.known = known
+
+
+class JobStateError(ShoalError):
+    """Raised when a job cannot do what was asked in its current state (cancel a finished job)."""
+
+
+class UploadTooLargeError(ShoalError):
+    """Raised when an upload is larger than the service's limit; names the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upload too large: the limit is {limit} bytes ({limit / 2**20:g} MiB); set --max-upload-mb")
+        self.limit = limit
+
+
+class AuthenticationError(ShoalError):
+    """Raised when a request that needs a token carries none (HTTP 401)."""
+
+
+class PermissionDeniedError(ShoalError):
+    """Raised when a request carries a token the service does not know (HTTP 403)."""
+
+
+class ServerError(ShoalError):
+    """Raised by the client when a shoal server cannot be reached or answers with an error."""

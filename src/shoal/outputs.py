@@ -159,3 +159,39 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _cell(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
+def export_parquet(ledger: Ledger, job_id: str, path: Path) -> None:
+    """Write results.parquet: the columns of results.csv, typed where every value agrees.
+
+    A column whose values mix types (a number here, a string there) is stored as JSON text, so
+    one odd result never makes the whole file fail.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        from shoal.errors import MissingDependencyError
+
+        raise MissingDependencyError("pyarrow", "web") from None
+    rows = []
+    for row in ledger.iter_items(job_id, "succeeded"):
+        record: dict[str, Any] = {c: row[c] for c in ("id", "input", "attempts", "worker")}
+        record["started"], record["finished"] = utc(row["started_at"]), utc(row["finished_at"])
+        if row["meta"] is not None:
+            record.update({f"meta.{k}": v for k, v in flatten(json.loads(row["meta"])).items()})
+        record.update(
+            {(f"result.{k}" if k in RESULT_COLUMNS else k): v for k, v in flatten(json.loads(row["result"])).items()}
+        )
+        record.update({f"seconds.{k}": v for k, v in json.loads(row["seconds"] or "{}").items()})
+        rows.append(record)
+    names = list(dict.fromkeys(name for record in rows for name in record)) or list(RESULT_COLUMNS)
+    columns = {}
+    for name in names:
+        values = [record.get(name) for record in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    with atomic_write(path, "wb") as handle:
+        pq.write_table(pa.table(columns), handle)

@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any
 
 from shoal.coordinator import Coordinator, RetryPolicy
-from shoal.engines import create_engine
+from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError
 from shoal.middleware import Middleware, MiddlewareStack
 from shoal.outputs import atomic_write, is_local, run_folder
@@ -166,11 +166,13 @@ def execute(
     middleware: Sequence[Middleware] = (),
     report: bool = True,
     on_start: Callable[[Coordinator], None] | None = None,
+    engine: Engine | None = None,
 ) -> RunResult:
     """Run a prepared job until it finishes or is interrupted, then write its report.
 
     ``on_start`` receives the coordinator before it runs, so a caller on another thread (the web
-    service) can stop it; in the main thread, Ctrl-C and SIGTERM stop it.
+    service) can stop it; in the main thread, Ctrl-C and SIGTERM stop it. ``engine`` replaces the
+    one the settings name: the web service passes workers kept warm between jobs.
     """
     job, project, settings = plan.job, plan.project, plan.settings
     out = run_folder(job.out)
@@ -182,7 +184,8 @@ def execute(
     observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
     owner = f"{os.uname().nodename}:{os.getpid()}"
     ledger.claim(job.id, owner)
-    engine = create_engine(settings, project, log_dir=logs)
+    if engine is None:
+        engine = create_engine(settings, project, log_dir=logs)
     try:
         engine.start()  # workers import the project while the run is recorded and inputs are opened
     except BaseException:

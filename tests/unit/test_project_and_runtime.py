@@ -202,3 +202,19 @@ def test_item_reads_and_decodes_with_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must be a relative path"):
         shoal.Item("x", None).artifact_path("../escape.txt")
     assert np.array_equal(np.frombuffer(b"ab", np.uint8), np.array([97, 98], np.uint8))
+
+
+def test_a_long_lived_worker_keeps_the_scratch_of_its_recent_jobs_only(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    from shoal.worker.runtime import KEEP_CONTEXTS
+
+    runtime = Runtime.start(make_project(STAGES))
+    items = _items(tmp_path / "in", {"a.txt": "ab"})
+    scratches = []
+    for n in range(KEEP_CONTEXTS + 3):
+        runtime.run([dict(items[0], id=f"a{n}")], JobSpec(f"job-{n}", runtime.fingerprint, str(tmp_path / f"out{n}")))
+        scratches.append(runtime._contexts[(f"job-{n}", str(tmp_path / f"out{n}"))].scratch_root)
+    assert [s.exists() for s in scratches] == [False] * 3 + [True] * KEEP_CONTEXTS
+    runtime.close()
+    assert not any(s.exists() for s in scratches)

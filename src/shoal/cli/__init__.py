@@ -28,7 +28,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from shoal.cli import feed, jobs, metrics, run, worker
+    from shoal.cli import feed, jobs, metrics, run, serve, submit, token, worker
 
     app.command("run")(run.run_command)
     app.command("feed")(feed.feed_command)
@@ -36,6 +36,9 @@ def _register() -> None:
     app.command("jobs")(jobs.jobs_command)
     app.command("report")(jobs.report_command)
     app.add_typer(metrics.app)
+    app.command("serve")(serve.serve_command)
+    app.command("submit")(submit.submit_command)
+    app.add_typer(token.app, name="token")
 
 
 def main(argv: list[str] | None = None) -> int:

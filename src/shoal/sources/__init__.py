@@ -64,13 +64,24 @@ def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None) -> Fe
         return FiniteFeed(open_inputs(inputs), skip=job.entries, limit=limit)
     if len(inputs) > 1:
         raise InputError("a stream must be a job's only input")
+    if streams[0].startswith(JOURNAL):
+        from shoal.sources.feeds import JournalFeed
+
+        return JournalFeed(journal_path(streams[0]), skip=job.entries)
     from shoal.sources.redis_stream import RedisStreamFeed
 
     return RedisStreamFeed(streams[0], f"shoal.{job.key}", start=job.entries)
 
 
+JOURNAL = "shoal+journal://"  #: a streaming job of the web service: items POSTed to it, in a file
+
+
 def is_stream(value: str) -> bool:
-    return value.startswith("redis+stream://")
+    return value.startswith(("redis+stream://", JOURNAL))
+
+
+def journal_path(value: str) -> Path:
+    return Path(value.removeprefix(JOURNAL))
 
 
 def open_input(value: str, base: Path) -> Source:
@@ -80,6 +91,8 @@ def open_input(value: str, base: Path) -> Source:
     value = value.strip()
     if not value:
         raise InputError("an --input is empty")
+    if value.startswith(JOURNAL):
+        return _NoEntries()
     if is_stream(value):
         from shoal.sources.redis_stream import parse
 

@@ -93,3 +93,21 @@ events = Table(
     Column("message", Text),
     Index("ix_events_job", "job_id", "item_id"),
 )
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),  #: sha256 hex of the token; the token is never stored
+    Column("created_at", Float, nullable=False),
+)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("job_id", String(128), primary_key=True),  #: a job the web service runs, and resumes after a restart
+    Column("submitted_at", Float, nullable=False),
+    Column("submitted_by", String(64)),  #: the token's name, when auth is on
+    Column("upload", Text),  #: the folder its uploaded files are in
+    Column("error", Text),  #: why its last run could not start; not resumed while set
+)

@@ -8,6 +8,7 @@ runs every stage's setup() once, then turns item dicts into outcome dicts.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -26,6 +27,7 @@ from shoal.worker.context import ItemContext
 #: called before each stage call with (first item index in the group, item count, stage index)
 Probe = Callable[[int, int, int], None]
 _TRACEBACK_CHARS = 4000
+KEEP_CONTEXTS = 8  #: jobs whose scratch folders a worker keeps; older ones are removed
 
 
 def _no_probe(first: int, count: int, stage: int) -> None:
@@ -70,6 +72,8 @@ class Runtime:
             )
 
     def close(self) -> None:
+        for context in self._contexts.values():
+            shutil.rmtree(context.scratch_root, ignore_errors=True)
         for bound in self.stages:
             try:
                 bound.teardown()
@@ -90,11 +94,15 @@ class Runtime:
 
     def _context(self, job: JobSpec) -> ItemContext:
         key = (job.job_id, job.out)
-        if key not in self._contexts:
+        context = self._contexts.pop(key, None)
+        if context is None:
             scratch = Path(tempfile.mkdtemp(prefix=f"shoal-{job.job_id}-"))
             artifacts = f"{job.out}/artifacts" if "://" in job.out else str(Path(job.out) / "artifacts")
-            self._contexts[key] = ItemContext(artifacts, scratch, job.fetch_timeout)
-        return self._contexts[key]
+            context = ItemContext(artifacts, scratch, job.fetch_timeout)
+        self._contexts[key] = context  # most recent last
+        while len(self._contexts) > KEEP_CONTEXTS:  # a long-lived worker serves job after job
+            shutil.rmtree(self._contexts.pop(next(iter(self._contexts))).scratch_root, ignore_errors=True)
+        return context
 
     @staticmethod
     def _item(wire: WireItem, context: ItemContext) -> Item:

@@ -1,0 +1,46 @@
+"""The jobs the web service was asked to run: what it resumes when it starts again."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import RowMapping, insert, select, update
+
+from shoal.store.ledger import JobRecord, Ledger
+from shoal.store.schema import jobs, submissions
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def record_submission(ledger: Ledger, job_id: str, *, by: str | None = None, upload: str | None = None) -> None:
+    """Note that the service runs this job; submitting it again clears an earlier start error."""
+    with ledger._begin() as conn:
+        found = conn.execute(select(submissions.c.job_id).where(submissions.c.job_id == job_id)).first()
+        if found is None:
+            conn.execute(
+                insert(submissions).values(job_id=job_id, submitted_at=time.time(), submitted_by=by, upload=upload)
+            )
+        else:
+            conn.execute(update(submissions).where(submissions.c.job_id == job_id).values(error=None))
+
+
+def set_error(ledger: Ledger, job_id: str, error: str | None) -> None:
+    with ledger._begin() as conn:
+        conn.execute(update(submissions).where(submissions.c.job_id == job_id).values(error=error))
+
+
+def submission(ledger: Ledger, job_id: str) -> RowMapping | None:
+    with ledger.engine.connect() as conn:
+        return conn.execute(select(submissions).where(submissions.c.job_id == job_id)).mappings().first()
+
+
+def unfinished(ledger: Ledger) -> list[JobRecord]:
+    """Jobs the service accepted that have not finished and did not fail to start, oldest first."""
+    query = (
+        select(jobs)
+        .join(submissions, submissions.c.job_id == jobs.c.id)
+        .where(jobs.c.state.not_in(FINISHED), submissions.c.error.is_(None))
+        .order_by(jobs.c.created_at)
+    )
+    with ledger.engine.connect() as conn:
+        return [JobRecord(**row) for row in conn.execute(query).mappings()]

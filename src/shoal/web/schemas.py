@@ -1,0 +1,192 @@
+"""What the API takes and gives, as pydantic models: the OpenAPI schema at /docs comes from here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal["pending", "running", "succeeded", "failed", "interrupted", "cancelled"]
+ItemStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+class StagePublic(BaseModel):
+    name: str
+    batch_size: int | None = Field(description="items per call; null: one item at a time")
+
+
+class PipelinePublic(BaseModel):
+    name: str
+    stages: list[StagePublic]
+    fingerprint: str = Field(description="hash of the project's code; jobs record it")
+    project: str = Field(description="the project folder on the server")
+    inputs: list[str] = Field(description="default inputs from shoal.toml")
+
+
+class JobOptions(BaseModel):
+    """Options of one job; unset ones come from the project's shoal.toml, then defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retries: int | None = Field(None, ge=0, le=100, description="attempts after the first failure")
+    retry_backoff: float | None = Field(None, ge=0, le=3600, description="seconds before the first retry")
+    timeout: float | None = Field(None, gt=0, le=86400, description="seconds one item may take")
+    fetch_timeout: float | None = Field(None, gt=0, le=3600, description="seconds to download one remote input")
+    limit: int | None = Field(None, ge=1, description="process only the first N inputs")
+    new: bool = Field(False, description="start a new job even if the same one ran before")
+
+    def flags(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+class JobCreate(BaseModel):
+    """A job to run: a pipeline the server serves and the inputs to run it over."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(min_length=1, max_length=64, description="a name from GET /api/v1/pipelines")
+    inputs: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="paths on the server, globs, URI lists, CSV/JSONL files or URLs; empty: the project's defaults",
+    )
+    options: JobOptions = JobOptions.model_validate({})
+    stream: bool = Field(
+        False, description="a streaming job: no inputs now; it takes items POSTed to /jobs/{id}/items until closed"
+    )
+
+
+class StreamItem(BaseModel):
+    """One item for a streaming job: a file the workers can read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(min_length=1, max_length=4096, description="a path the server may read, or a URL")
+    id: str | None = Field(None, min_length=1, max_length=128, description="its id [default: one per message]")
+    meta: dict[str, Any] = Field(default_factory=dict, description="fields kept with the item (item.meta)")
+
+
+class ItemsAppend(BaseModel):
+    """Items for a streaming job, and whether the job should end after them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[StreamItem] = Field(default_factory=list, max_length=10_000)
+    close: bool = Field(False, description="no more items: the job ends once these are done")
+
+
+class Appended(BaseModel):
+    accepted: int
+    closed: bool
+
+
+class Counts(BaseModel):
+    total: int
+    succeeded: int
+    failed: int
+    pending: int
+    cancelled: int
+
+
+class Live(BaseModel):
+    """Progress of a job running on this server now."""
+
+    in_flight: int
+    retries: int
+    rate: float = Field(description="items finished per second in this run")
+    eta_s: float | None = Field(description="seconds left at the current rate, when the total is known")
+    ingested: bool = Field(description="every input is read, so the total is final")
+
+
+class JobPublic(BaseModel):
+    id: str
+    pipeline: str
+    state: JobState
+    counts: Counts
+    live: Live | None = None
+    inputs: list[str]
+    options: dict[str, Any]
+    fingerprint: str
+    created_at: float = Field(description="UTC epoch seconds")
+    updated_at: float
+    finished_at: float | None
+    duration_s: float | None = Field(description="seconds from creation to finish (or to now)")
+    queued: bool = Field(description="waiting for a free slot on this server")
+    error: str | None = Field(None, description="why the job could not run here, if it could not")
+    submitted_by: str | None = None
+    out: str = Field(description="the run folder on the server")
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+    total: int
+    page: int
+    size: int
+
+
+class ArtifactPublic(BaseModel):
+    name: str
+    size: int
+    kind: Literal["image", "video", "other"]
+    url: str
+
+
+class ItemPublic(BaseModel):
+    id: str
+    seq: int
+    input: str
+    status: ItemStatus
+    attempts: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    error_stage: str | None
+    error_type: str | None
+    error_message: str | None
+    artifacts: list[ArtifactPublic] | None = Field(None, description="with ?artifacts=true")
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    total: int
+    page: int
+    size: int
+
+
+class Attempt(BaseModel):
+    kind: str = Field(description="retry, failed, isolated or requeued")
+    attempt: int
+    at: float
+    worker: str | None
+    stage: str | None
+    error_type: str | None
+    message: str | None
+
+
+class ItemDetail(ItemPublic):
+    uri: str | None
+    meta: Any = None
+    result: Any = None
+    seconds: dict[str, float] | None = None
+    error_traceback: str | None
+    attempts_log: list[Attempt]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: str
+    running: int
+    queued: int
+
+
+class TokenCheck(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class Problem(BaseModel):
+    """An error: ``detail`` says what went wrong and how to fix it."""
+
+    detail: str
+    known: list[str] | None = Field(None, description="for an unknown pipeline: the known ones")
+    limit: int | None = Field(None, description="for an upload too large: the limit in bytes")

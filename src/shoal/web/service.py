@@ -1,0 +1,335 @@
+"""The job service: accepts jobs, runs a few at a time on threads, and resumes them after a restart.
+
+Each job runs through the same ``runner.execute`` as ``shoal run``, on an engine lent by
+WarmEngines, with a Feed for live progress. Jobs run on ``max_jobs`` slot threads that live as
+long as the service: worker processes ask Linux to kill them when the thread that started them
+ends (so a killed coordinator leaves no orphans), and warm workers must outlive any one job.
+The ledger's ``submissions`` table says which jobs the service accepted, so a server that stops
+(or is killed) resumes the unfinished ones when it starts again, with the options each was
+submitted with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal.coordinator import Coordinator
+from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
+from shoal.middleware import Middleware
+from shoal.outputs import run_folder
+from shoal.runner import Plan, execute, normalize_input, prepare, settings_for
+from shoal.settings import RunSettings
+from shoal.sources import JOURNAL, journal_path
+from shoal.sources.feeds import append_to_journal
+from shoal.sources.files import has_glob, local_path
+from shoal.store import JobRecord, Ledger
+from shoal.store import submissions as subs
+from shoal.store.queries import find_job
+from shoal.web.catalog import Catalog
+from shoal.web.feed import Feed
+from shoal.web.settings import ServerSettings
+from shoal.web.warm import WarmEngines
+
+log = logging.getLogger("shoal.web")
+SWEEP_EVERY = 30.0  #: seconds between checks for idle engines to stop
+
+
+@dataclass
+class Running:
+    """A job on its way through the service: queued, then running on a thread."""
+
+    plan: Plan
+    feed: Feed
+    thread: threading.Thread | None = None
+    coordinator: Coordinator | None = None
+    cancel: bool = False
+    stopping: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, coordinator: Coordinator) -> None:
+        with self.lock:
+            self.coordinator = coordinator
+            if self.cancel:
+                coordinator.request_abort()
+            elif self.stopping:
+                coordinator.request_stop()
+
+
+class JobService:
+    """Runs the jobs submitted over the API, ``settings.max_jobs`` at a time, oldest first."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        ledger: Ledger,
+        catalog: Catalog,
+        *,
+        middleware: Sequence[Middleware] = (),
+        per_job: Callable[[], Middleware] | None = None,
+        warm: WarmEngines | None = None,
+    ) -> None:
+        self.settings, self.ledger, self.catalog = settings, ledger, catalog
+        self.middleware = list(middleware)
+        self.per_job = per_job  #: makes a middleware that keeps state for one job run (metrics)
+        self.warm = warm or WarmEngines(settings.data_root / "logs", settings.idle_engine_s)
+        self._queue: deque[Running] = deque()
+        self._running: dict[str, Running] = {}
+        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closing = threading.Event()
+        self._slots = [
+            threading.Thread(target=self._slot, name=f"shoal-slot-{n + 1}") for n in range(settings.max_jobs)
+        ]
+        self._sweeper = threading.Thread(target=self._sweep, name="shoal-warm-sweeper", daemon=True)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Resume the jobs an earlier server accepted and did not finish."""
+        self._sweeper.start()
+        for slot in self._slots:
+            slot.start()
+        for job in subs.unfinished(self.ledger):
+            try:
+                self._enqueue(self._resume_plan(job))
+            except NotFoundError as exc:  # resumed when a server that serves its project starts
+                log.warning("shoal: not resuming job %s: %s", job.id, exc)
+            except ShoalError as exc:
+                log.warning("shoal: cannot resume job %s: %s", job.id, exc)
+                self._fail(job.id, str(exc))
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs and tell every job to stop, settling its items in flight; returns at once."""
+        with self._lock:
+            self._closing.set()
+            self._queue.clear()
+            running = list(self._running.values())
+            self._wake.notify_all()
+        for job in running:
+            with job.lock:
+                job.stopping = True
+                if job.coordinator is not None:
+                    job.coordinator.request_stop()
+            job.feed.wake_all()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every job and the warm workers, waiting for them; the jobs resume at the next start."""
+        self.begin_shutdown()
+        with self._lock:
+            running = list(self._running.values())
+        limit = timeout if timeout is not None else max((j.plan.settings.settle for j in running), default=0) + 10
+        for slot in self._slots:
+            if slot.is_alive():
+                slot.join(limit)
+        self.warm.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    # --- requests ------------------------------------------------------------------------------
+    def submit(
+        self,
+        pipeline: str,
+        inputs: Sequence[str],
+        options: dict[str, Any] | None = None,
+        *,
+        by: str | None = None,
+        upload: Path | None = None,
+    ) -> JobRecord:
+        """Create (or find) the job for a pipeline and inputs and queue it; returns it at once."""
+        project = self.catalog.get(pipeline)
+        self._check_inputs(inputs)
+        settings = self._run_settings(project, list(inputs), dict(options or {}))
+        plan = prepare(self.ledger, project, settings)
+        job = plan.job
+        if job.finished:
+            return job  # the same code already ran over the same inputs: its results stand
+        subs.record_submission(self.ledger, job.id, by=by, upload=None if upload is None else str(upload))
+        self._errors.pop(job.id, None)
+        with self._lock:
+            if job.id in self._running or any(r.plan.job.id == job.id for r in self._queue):
+                return job
+        self._enqueue(plan)
+        return job
+
+    def submit_stream(
+        self, pipeline: str, options: dict[str, Any] | None = None, *, by: str | None = None
+    ) -> JobRecord:
+        """A streaming job: it stays open, taking the items appended to it, until it is closed."""
+        journal = self.settings.data_root / "streams" / f"{uuid.uuid4().hex}.jsonl"
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        journal.touch()
+        project = self.catalog.get(pipeline)
+        plan = prepare(self.ledger, project, self._run_settings(project, [f"{JOURNAL}{journal}"], dict(options or {})))
+        subs.record_submission(self.ledger, plan.job.id, by=by, upload=None)
+        self._enqueue(plan)
+        return plan.job
+
+    def append(self, job_id: str, items: list[dict[str, Any]], *, close: bool = False) -> int:
+        """Add items to a streaming job (durably, before answering); ``close`` ends it after them."""
+        job = self._job(job_id)
+        inputs = json.loads(job.inputs)
+        if len(inputs) != 1 or not inputs[0].startswith(JOURNAL):
+            raise JobStateError(f"job {job_id} is not a streaming job: submit one with stream=true")
+        if job.finished:
+            raise JobStateError(f"job {job_id} has already {job.state}: it takes no more items")
+        self._check_inputs([item["uri"] for item in items if item.get("uri")])
+        append_to_journal(journal_path(inputs[0]), [*items, *([{"close": True}] if close else [])])
+        return len(items)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job: it stops now, and its items not yet done become cancelled."""
+        job = self._job(job_id)
+        if job.finished:
+            raise JobStateError(f"job {job_id} has already {job.state}; only an unfinished job can be cancelled")
+        with self._lock:
+            queued = next((r for r in self._queue if r.plan.job.id == job_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+            running = self._running.get(job_id)
+        if running is not None:
+            with running.lock:
+                running.cancel = True
+                if running.coordinator is not None:
+                    running.coordinator.request_abort()
+            return job
+        self.ledger.cancel(job_id)
+        return self._job(job_id)
+
+    def feed(self, job_id: str) -> Feed | None:
+        """The live feed of a job running here now, if it is."""
+        running = self._running.get(job_id)
+        return None if running is None or running.thread is None else running.feed
+
+    def active(self, job_id: str) -> bool:
+        """Whether the job is queued or running here."""
+        with self._lock:
+            return job_id in self._running or any(r.plan.job.id == job_id for r in self._queue)
+
+    def load(self) -> tuple[int, int]:
+        """How many jobs run here now, and how many wait."""
+        with self._lock:
+            return len(self._running), len(self._queue)
+
+    def error(self, job_id: str) -> str | None:
+        """Why the job's last run here could not start or went wrong, if it did."""
+        return self._errors.get(job_id)
+
+    # --- running -------------------------------------------------------------------------------
+    def _enqueue(self, plan: Plan) -> None:
+        with self._lock:
+            if self.closing:
+                return
+            self._queue.append(Running(plan, Feed(plan.job.id)))
+            self._wake.notify()
+
+    def _slot(self) -> None:
+        """One slot: run queued jobs, oldest first, until the service stops."""
+        while True:
+            with self._lock:
+                while not self._queue and not self.closing:
+                    self._wake.wait()
+                if self.closing:
+                    return
+                job = self._queue.popleft()
+                job.thread = threading.current_thread()
+                self._running[job.plan.job.id] = job
+            self._run(job)
+
+    def _run(self, job: Running) -> None:
+        plan, job_id = job.plan, job.plan.job.id
+        lease = self.warm.lease(plan.settings, plan.project)
+        try:
+            execute(
+                self.ledger,
+                plan,
+                middleware=[*self.middleware, *([self.per_job()] if self.per_job else []), job.feed],
+                report=False,
+                on_start=job.attach,
+                engine=lease,
+            )
+            if job.cancel:
+                self.ledger.cancel(job_id)
+            self._report(job_id, run_folder(plan.job.out))
+        except JobBusyError as exc:
+            self._errors[job_id] = str(exc)  # another process runs it; not ours to resume
+        except ShoalError as exc:
+            self._fail(job_id, str(exc))
+        except Exception as exc:
+            log.exception("shoal: job %s stopped on an unexpected error", job_id)
+            self._fail(job_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            lease.close()
+            with self._lock:
+                self._running.pop(job_id, None)
+            job.feed.close()
+
+    def _report(self, job_id: str, out: Path) -> None:
+        """Result files and report.json now; the charts are drawn when first asked for."""
+        from shoal.report import write_report
+
+        write_report(self.ledger, job_id, out, charts=False)
+        for chart in ("runtime.png", "throughput.png"):
+            (out / chart).unlink(missing_ok=True)  # drawn for an earlier run: stale now
+
+    def _fail(self, job_id: str, message: str) -> None:
+        self._errors[job_id] = message
+        subs.set_error(self.ledger, job_id, message)
+
+    def _sweep(self) -> None:
+        while not self._closing.wait(SWEEP_EVERY):
+            self.warm.sweep()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> JobRecord:
+        job = find_job(self.ledger, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        return job
+
+    def _run_settings(self, project: Any, inputs: list[str], options: dict[str, Any]) -> RunSettings:
+        server = self.settings
+        flags = {**options, "db_url": self.ledger.url, "engine": server.engine, "broker_url": server.broker_url}
+        return settings_for(project, inputs or None, {**flags, "workers": server.workers})
+
+    def _resume_plan(self, job: JobRecord) -> Plan:
+        project = self.catalog.for_job(job.pipeline, job.project)
+        if project is None:
+            raise NotFoundError(f"this server does not serve pipeline {job.pipeline!r} from {job.project}")
+        if project.fingerprint != job.fingerprint:
+            raise JobStateError(
+                f"the code of pipeline {job.pipeline!r} changed since job {job.id} was submitted; submit it again"
+            )
+        inputs = json.loads(job.inputs)
+        settings = self._run_settings(project, inputs, json.loads(job.options))
+        return Plan(project, settings, inputs, job, resumed=job.entries > 0)
+
+    def _check_inputs(self, inputs: Sequence[str]) -> None:
+        """Local inputs must lie in a folder this server may read (see ServerSettings.input_roots)."""
+        if any(value.startswith(JOURNAL) for value in inputs):
+            raise InputError("journal inputs belong to the server: submit a streaming job with stream=true")
+        roots = self.settings.input_roots()
+        if roots is None:
+            return
+        for value in inputs:
+            path = local_path(value.strip(), Path.cwd())
+            if path is None:
+                continue
+            target = Path(normalize_input(str(path)))
+            if has_glob(str(target)):
+                target = Path(str(target).split("*")[0].split("?")[0].split("[")[0] or "/")
+            real = target.resolve()
+            if not any(real == root or real.is_relative_to(root) for root in roots):
+                raise InputError(
+                    f"input {value} is outside the folders this server reads ({', '.join(map(str, roots))}); "
+                    "upload the files, or start the server with --allow-path"
+                )

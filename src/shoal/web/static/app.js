@@ -1,0 +1,327 @@
+// shoal web UI: plain JavaScript, no framework, no CDN. Each page's shell comes from the server;
+// the data comes from the REST API under /api/v1 and, on the job page, Server-Sent Events.
+"use strict";
+
+const API = "/api/v1";
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const enc = encodeURIComponent;
+
+async function api(path, options = {}) {
+  const response = await fetch(API + path, { credentials: "same-origin", ...options });
+  if (response.status === 401 || response.status === 403) {
+    if (document.body.dataset.page !== "login") location.href = "/login?next=" + enc(location.pathname + location.search);
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const body = await response.json();
+      detail = typeof body.detail === "string" ? body.detail : body.detail.map((e) => `${e.loc.join(".")}: ${e.msg}`).join("; ");
+    } catch (_) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+function flash(message, kind = "error") {
+  const box = $("#flash");
+  box.textContent = message;
+  box.className = "flash " + kind;
+  box.hidden = false;
+}
+
+function duration(seconds) {
+  if (seconds == null || !isFinite(seconds)) return "–";
+  seconds = Math.round(seconds);
+  if (seconds < 60) return seconds + " s";
+  const m = Math.floor(seconds / 60), s = seconds % 60;
+  if (m < 60) return `${m} min ${s} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const when = (epoch) => new Date(epoch * 1000).toLocaleString();
+
+function bar(counts, big = false) {
+  const total = Math.max(counts.total, 1);
+  const ok = (100 * counts.succeeded) / total, bad = (100 * counts.failed) / total;
+  return `<div class="progress${big ? " big" : ""}" title="${counts.succeeded} succeeded, ${counts.failed} failed of ${counts.total}">` +
+    `<span class="ok" style="width:${ok}%"></span><span class="bad" style="width:${bad}%"></span></div>`;
+}
+
+function setBar(el, counts) {
+  const total = Math.max(counts.total, 1);
+  el.querySelector(".ok").style.width = (100 * counts.succeeded) / total + "%";
+  el.querySelector(".bad").style.width = (100 * counts.failed) / total + "%";
+}
+
+function stateLabel(job) {
+  return job.queued ? "queued" : job.state;
+}
+
+// --- jobs ------------------------------------------------------------------------------------
+function jobsPage() {
+  const params = new URLSearchParams(location.search);
+  let page = Number(params.get("page") || 1);
+  const filter = $("#state-filter");
+  filter.value = params.get("state") || "";
+  const pipeline = params.get("pipeline");
+  async function load() {
+    const q = new URLSearchParams({ page, size: 20 });
+    if (filter.value) q.set("state", filter.value);
+    if (pipeline) q.set("pipeline", pipeline);
+    try {
+      const data = await api("/jobs?" + q);
+      const rows = data.jobs.map((j) => `<tr data-job="${esc(j.id)}">
+        <td><a href="/jobs/${enc(j.id)}">${esc(j.id)}</a></td><td>${esc(j.pipeline)}</td>
+        <td><span class="badge ${esc(stateLabel(j))}">${esc(stateLabel(j))}</span></td>
+        <td class="wide">${bar(j.counts)}</td>
+        <td class="num">${j.counts.succeeded + j.counts.failed} / ${j.counts.total}${j.counts.failed ? ` <span class="bad-text">(${j.counts.failed} failed)</span>` : ""}</td>
+        <td>${esc(when(j.created_at))}</td><td>${duration(j.duration_s)}</td></tr>`);
+      $("#jobs").innerHTML = rows.join("") || `<tr><td colspan="7" class="muted">No jobs yet. <a href="/submit">Submit one.</a></td></tr>`;
+      const pages = Math.max(1, Math.ceil(data.total / data.size));
+      $("#page-info").textContent = `page ${page} of ${pages} · ${data.total} jobs`;
+      $("#prev").disabled = page <= 1;
+      $("#next").disabled = page >= pages;
+    } catch (e) { flash(e.message); }
+  }
+  filter.addEventListener("change", () => { page = 1; load(); });
+  $("#prev").addEventListener("click", () => { page--; load(); });
+  $("#next").addEventListener("click", () => { page++; load(); });
+  load();
+  setInterval(load, 2000);
+}
+
+// --- submit ----------------------------------------------------------------------------------
+function submitPage() {
+  const form = $("#submit-form");
+  if (!form) return;
+  let files = [];
+  let tab = "files";
+  const drop = $("#drop"), input = $("#files");
+  function show() {
+    $("#chosen").innerHTML = files.map((f, i) => `<li>${esc(f.name)} <span class="muted">${(f.size / 1024).toFixed(1)} KiB</span> <button type="button" class="link" data-i="${i}">remove</button></li>`).join("");
+  }
+  function add(list) { files = files.concat(Array.from(list)); show(); }
+  $("#chosen").addEventListener("click", (e) => { if (e.target.dataset.i) { files.splice(Number(e.target.dataset.i), 1); show(); } });
+  input.addEventListener("change", () => { add(input.files); input.value = ""; });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+  drop.addEventListener("drop", (e) => add(e.dataTransfer.files));
+  document.addEventListener("paste", (e) => {
+    if (tab === "files" && e.clipboardData.files.length) add(e.clipboardData.files);
+  });
+  document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => {
+    tab = b.dataset.tab;
+    document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("on", x === b));
+    document.querySelectorAll(".pane").forEach((p) => { p.hidden = p.dataset.pane !== tab; });
+  }));
+  function options() {
+    const o = {};
+    if ($("#retries").value !== "") o.retries = Number($("#retries").value);
+    if ($("#timeout").value !== "") o.timeout = Number($("#timeout").value);
+    if ($("#limit").value !== "") o.limit = Number($("#limit").value);
+    if ($("#new").checked) o.new = true;
+    return o;
+  }
+  function upload(data) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      const bar = $("#upload-progress");
+      xhr.open("POST", API + "/jobs/upload");
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) { bar.hidden = false; bar.value = e.loaded / e.total; } };
+      xhr.onload = () => {
+        let body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+        if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+        else reject(new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || xhr.statusText)));
+      };
+      xhr.onerror = () => reject(new Error("the upload failed: is the server up?"));
+      xhr.send(data);
+    });
+  }
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const pipeline = $("#pipeline").value;
+    const button = $("#submit");
+    button.disabled = true;
+    try {
+      let job;
+      if (tab === "files") {
+        if (!files.length) throw new Error("Choose or drop some files first.");
+        const limit = Number(document.body.dataset.maxUpload);
+        const size = files.reduce((sum, f) => sum + f.size, 0);
+        if (limit && size > limit) throw new Error(`These files add up to ${(size / 2 ** 20).toFixed(1)} MiB: over the server's upload limit of ${(limit / 2 ** 20).toFixed(1)} MiB.`);
+        const data = new FormData();
+        data.append("pipeline", pipeline);
+        data.append("options", JSON.stringify(options()));
+        files.forEach((f) => data.append("files", f, f.name));
+        $("#upload-note").textContent = `uploading ${files.length} files…`;
+        job = await upload(data);
+      } else {
+        const inputs = $("#uris").value.split("\n").map((s) => s.trim()).filter((s) => s && !s.startsWith("#"));
+        if (!inputs.length) throw new Error("Paste at least one path or URL.");
+        job = await api("/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pipeline, inputs, options: options() }) });
+      }
+      location.href = "/jobs/" + enc(job.id);
+    } catch (err) {
+      flash(err.message);
+      $("#upload-note").textContent = "";
+      button.disabled = false;
+    }
+  });
+}
+
+// --- job -------------------------------------------------------------------------------------
+function jobPage() {
+  const id = document.body.dataset.job;
+  const base = `/jobs/${enc(id)}`;
+  let failedShown = 20, previewsShown = 12, lastFailed = -1, lastSucceeded = -1, started = Date.now();
+  let pendingRefresh = null;
+
+  function counts(c) {
+    setBar($("#progress"), c);
+    for (const k of ["succeeded", "failed", "pending", "total"]) $("#c-" + k).textContent = c[k];
+  }
+  function state(s, queued) {
+    const label = queued ? "queued" : s;
+    const badge = $("#state");
+    badge.textContent = label;
+    badge.className = "badge " + label;
+    $("#cancel").hidden = ["succeeded", "failed", "cancelled"].includes(s);
+  }
+  function render(job) {
+    state(job.state, job.queued);
+    counts({ ...job.counts });
+    $("#inputs").textContent = job.inputs.length + (job.inputs.length === 1 ? " input" : " inputs") + ": " + job.inputs.join(", ");
+    $("#c-took").textContent = duration(job.duration_s);
+    if (job.live) {
+      $("#c-rate").textContent = job.live.rate.toFixed(1);
+      $("#c-eta").textContent = duration(job.live.eta_s);
+    }
+    const err = $("#job-error");
+    err.hidden = !job.error;
+    err.textContent = job.error || "";
+    started = Date.now() - job.duration_s * 1000;
+  }
+  async function failed() {
+    const data = await api(`${base}/items?status=failed&size=${failedShown}`);
+    $("#failed-section").hidden = data.total === 0;
+    $("#failed-count").textContent = `(${data.total})`;
+    $("#failed").innerHTML = data.items.map((it) => `<tr data-item="${esc(it.id)}">
+      <td><a href="/jobs/${enc(id)}/items/${enc(it.id)}">${esc(it.input.split("/").pop() || it.id)}</a></td>
+      <td>${esc(it.error_stage)}</td><td class="error">${esc(it.error_type)}: ${esc(it.error_message)}</td><td class="num">${it.attempts}</td></tr>`).join("");
+    $("#failed-more").hidden = data.total <= data.items.length;
+  }
+  async function previews() {
+    const data = await api(`${base}/items?status=succeeded&size=${previewsShown}&artifacts=true`);
+    const tiles = [];
+    for (const it of data.items) {
+      for (const a of it.artifacts || []) {
+        const link = `/jobs/${enc(id)}/items/${enc(it.id)}`;
+        if (a.kind === "image") tiles.push(`<a class="tile" href="${link}" title="${esc(it.input)}"><img loading="lazy" src="${esc(a.url)}" alt="${esc(a.name)} of ${esc(it.id)}"><span>${esc(it.input.split("/").pop())}</span></a>`);
+        else if (a.kind === "video") tiles.push(`<div class="tile"><video controls preload="metadata" src="${esc(a.url)}"></video><a href="${link}">${esc(it.input.split("/").pop())}</a></div>`);
+      }
+    }
+    $("#previews").innerHTML = tiles.join("") || `<p class="muted">none yet</p>`;
+    $("#preview-count").textContent = data.total ? `(${data.items.length} of ${data.total} items)` : "";
+    $("#previews-more").hidden = data.total <= data.items.length;
+  }
+  function charts(final, finishedItems) {
+    if (!finishedItems) return; // nothing to draw yet
+    $("#charts-section").hidden = false;
+    for (const img of [$("#chart-runtime"), $("#chart-throughput")]) img.src = img.dataset.src + (final ? "" : "?t=" + Date.now());
+  }
+  function refreshLists(c) {
+    if (pendingRefresh) return;
+    pendingRefresh = setTimeout(async () => {
+      pendingRefresh = null;
+      try {
+        if (c.failed !== lastFailed) { lastFailed = c.failed; await failed(); }
+        if (c.succeeded !== lastSucceeded) { lastSucceeded = c.succeeded; await previews(); }
+      } catch (e) { flash(e.message); }
+    }, 300);
+  }
+  async function reload(final) {
+    try {
+      const job = await api(base);
+      render(job);
+      lastFailed = job.counts.failed;
+      lastSucceeded = job.counts.succeeded;
+      await Promise.all([failed(), previews()]);
+      charts(final, job.counts.succeeded + job.counts.failed);
+      if (["succeeded", "failed", "cancelled"].includes(job.state)) $("#c-eta").textContent = "–";
+    } catch (e) { flash(e.message); }
+  }
+  $("#cancel").addEventListener("click", async () => {
+    if (!confirm("Cancel this job? Items not finished will be cancelled.")) return;
+    try { render(await api(base + "/cancel", { method: "POST" })); } catch (e) { flash(e.message); }
+  });
+  $("#failed-more").addEventListener("click", () => { failedShown += 50; failed(); });
+  $("#previews-more").addEventListener("click", () => { previewsShown += 24; previews(); });
+  setInterval(() => { if (!["succeeded", "failed", "cancelled"].includes($("#state").textContent)) $("#c-took").textContent = duration((Date.now() - started) / 1000); }, 1000);
+
+  reload(false).then(() => {
+    const events = new EventSource(API + base + "/events");
+    events.addEventListener("progress", (e) => {
+      const c = JSON.parse(e.data);
+      if (c.total === undefined) return;
+      counts({ total: c.total, succeeded: c.succeeded, failed: c.failed, pending: c.pending, cancelled: c.cancelled });
+      state(c.state, c.queued);
+      if (c.rate !== undefined) $("#c-rate").textContent = Number(c.rate).toFixed(1);
+      if (c.eta_s !== undefined) $("#c-eta").textContent = duration(c.eta_s);
+      refreshLists(c);
+    });
+    events.addEventListener("end", () => { events.close(); document.body.dataset.finished = "1"; reload(true); });
+  });
+}
+
+// --- item ------------------------------------------------------------------------------------
+async function itemPage() {
+  const { job, item } = document.body.dataset;
+  try {
+    const it = await api(`/jobs/${enc(job)}/items/${enc(item)}`);
+    const badge = $("#status");
+    badge.textContent = it.status;
+    badge.className = "badge " + it.status;
+    const facts = { Input: it.input, Attempts: it.attempts, Worker: it.worker || "–", Started: it.started_at ? when(it.started_at) : "–", Finished: it.finished_at ? when(it.finished_at) : "–" };
+    if (it.seconds) for (const [stage, s] of Object.entries(it.seconds)) facts[`${stage} (s)`] = Number(s).toFixed(3);
+    $("#facts").innerHTML = Object.entries(facts).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("");
+    if (it.error_type) {
+      $("#error-section").hidden = false;
+      $("#error-line").textContent = `${it.error_type} in stage ${it.error_stage || "?"}: ${it.error_message}`;
+      $("#traceback").textContent = it.error_traceback || "(no traceback: the worker did not return one)";
+      $("#attempts").innerHTML = it.attempts_log.map((a) => `<tr><td>${a.attempt}</td><td>${esc(a.kind)}</td><td>${esc(a.worker)}</td><td>${esc(a.stage)}</td><td>${esc(a.error_type)}: ${esc(a.message)}</td></tr>`).join("");
+    }
+    if (it.result) { $("#result-section").hidden = false; $("#result").textContent = JSON.stringify(it.result, null, 2); }
+    if (it.artifacts.length) {
+      $("#artifacts-section").hidden = false;
+      $("#artifacts").innerHTML = it.artifacts.map((a) => {
+        const view = a.kind === "image" ? `<img src="${esc(a.url)}" alt="${esc(a.name)}">` : a.kind === "video" ? `<video controls preload="metadata" src="${esc(a.url)}"></video>` : "";
+        return `<figure class="tile">${view}<figcaption><a href="${esc(a.url)}" download="${esc(a.name.split("/").pop())}">${esc(a.name)}</a> <span class="muted">${(a.size / 1024).toFixed(1)} KiB</span></figcaption></figure>`;
+      }).join("");
+    }
+  } catch (e) { flash(e.message); }
+}
+
+// --- login -----------------------------------------------------------------------------------
+function loginPage() {
+  $("#login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("/session", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: $("#token").value.trim() }) });
+      location.href = document.body.dataset.next || "/";
+    } catch (err) {
+      const box = $("#login-error");
+      box.textContent = err.message;
+      box.hidden = false;
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const logout = $("#logout");
+  if (logout) logout.addEventListener("click", async () => { await api("/session", { method: "DELETE" }); location.href = "/login"; });
+  const pages = { jobs: jobsPage, submit: submitPage, job: jobPage, item: itemPage, login: loginPage };
+  const init = pages[document.body.dataset.page];
+  if (init) init();
+});

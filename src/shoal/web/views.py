@@ -1,0 +1,143 @@
+"""Ledger rows as API models: a job with its counts (live ones when it runs here), an item."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import RowMapping
+
+from shoal.store import JobRecord, Ledger
+from shoal.store.queries import counts_of, find_job, item_events
+from shoal.web import downloads
+from shoal.web.schemas import ArtifactPublic, Attempt, Counts, ItemDetail, ItemPublic, JobPublic, Live
+from shoal.web.service import JobService
+
+ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f != "artifacts")
+
+
+class JobViews:
+    """Builds JobPublic. A finished job never changes again, so its record and view are read once
+    and remembered (up to MEMORY jobs): status requests for it cost no database query."""
+
+    MEMORY = 10_000
+
+    def __init__(self, ledger: Ledger, service: JobService) -> None:
+        self.ledger, self.service = ledger, service
+        self._finished: dict[str, tuple[float, dict[str, int]]] = {}  #: job id -> (updated_at, counts)
+        self._records: dict[str, tuple[JobRecord, JobPublic, bytes]] = {}  #: finished jobs, and their JSON
+        self._lock = threading.Lock()
+
+    def remembered(self, job_id: str) -> tuple[JobRecord, JobPublic, bytes] | None:
+        """A finished job's record, view and view as JSON, if already read."""
+        return self._records.get(job_id)
+
+    def find(self, job_id: str) -> JobRecord | None:
+        found = self._records.get(job_id)
+        return found[0] if found is not None else find_job(self.ledger, job_id)
+
+    def one(self, job: JobRecord) -> JobPublic:
+        found = self._records.get(job.id)
+        if found is not None:
+            return found[1]
+        view = self.many([job])[0]
+        if job.finished and view.error is None:
+            with self._lock:
+                if len(self._records) >= self.MEMORY:
+                    self._records.clear()
+                    self._finished.clear()
+                self._records[job.id] = (job, view, view.model_dump_json().encode())
+        return view
+
+    def many(self, jobs: list[JobRecord]) -> list[JobPublic]:
+        live = {job.id: self._live(job) for job in jobs}
+        known = {job.id: self._remembered(job) for job in jobs}
+        missing = [job.num for job in jobs if live[job.id] is None and known[job.id] is None]
+        counted = counts_of(self.ledger, missing) if missing else {}
+        views = []
+        for job in jobs:
+            snap = live[job.id]
+            counts = known[job.id] or counted.get(job.num)
+            if counts is None and snap is not None:
+                counts = {k: snap[k] for k in ("succeeded", "failed", "pending", "cancelled")}
+            assert counts is not None
+            if job.finished and job.id not in self._finished:
+                with self._lock:
+                    self._finished[job.id] = (job.updated_at, counts)
+            views.append(self._view(job, counts, snap))
+        return views
+
+    def _remembered(self, job: JobRecord) -> dict[str, int] | None:
+        with self._lock:
+            found = self._finished.get(job.id)
+        return found[1] if found is not None and found[0] == job.updated_at else None
+
+    def _live(self, job: JobRecord) -> dict[str, Any] | None:
+        feed = self.service.feed(job.id)
+        snap = None if feed is None else feed.snapshot
+        return snap if snap and snap.get("state") == "running" and job.state == "running" else None
+
+    def _view(self, job: JobRecord, counts: dict[str, int], snap: dict[str, Any] | None) -> JobPublic:
+        end = job.finished_at if job.finished else None
+        return JobPublic(
+            id=job.id,
+            pipeline=job.pipeline,
+            state=job.state,  # type: ignore[arg-type]
+            counts=Counts(total=sum(counts.values()), **counts),
+            live=None if snap is None else Live(**{k: snap[k] for k in Live.model_fields}),
+            inputs=json.loads(job.inputs),
+            options=json.loads(job.options),
+            fingerprint=job.fingerprint,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+            duration_s=round((end or time.time()) - job.created_at, 3),
+            queued=job.state != "running" and not job.finished and self.service.active(job.id),
+            error=self.service.error(job.id),
+            out=job.out,
+        )
+
+
+def item_public(row: RowMapping, job: JobRecord | None = None) -> ItemPublic:
+    """An item; with ``job``, its artifacts too."""
+    found = None if job is None else artifacts_of(job, row["id"])
+    return ItemPublic(**{k: row[k] for k in ITEM_FIELDS}, artifacts=found)
+
+
+def artifacts_of(job: JobRecord, item_id: str) -> list[ArtifactPublic]:
+    base = f"/api/v1/jobs/{quote(job.id)}/artifacts/{quote(item_id)}/"
+    return [
+        ArtifactPublic(name=name, size=size, kind=kind, url=base + quote(name))  # type: ignore[arg-type]
+        for name, size, kind in downloads.artifacts(job, item_id)
+    ]
+
+
+def item_detail(ledger: Ledger, job: JobRecord, row: RowMapping) -> ItemDetail:
+    return ItemDetail(
+        **{k: row[k] for k in ITEM_FIELDS},
+        uri=row["uri"],
+        meta=_json(row["meta"]),
+        result=_json(row["result"]),
+        seconds=_json(row["seconds"]),
+        error_traceback=row["error_traceback"],
+        attempts_log=[
+            Attempt(
+                kind=e["kind"],
+                attempt=e["attempt"],
+                at=e["at"],
+                worker=e["worker"],
+                stage=e["stage"],
+                error_type=e["error_type"],
+                message=e["message"],
+            )
+            for e in item_events(ledger, job, row["id"])
+        ],
+        artifacts=artifacts_of(job, row["id"]),
+    )
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,83 @@
+"""Pieces of the web service that need no server: upload names, settings, tokens, warm engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal.errors import AuthenticationError, ConfigError, PermissionDeniedError, UnknownPipelineError
+from shoal.store import Ledger
+from shoal.store.tokens import create_token, has_tokens, list_tokens, revoke_token, token_name
+from shoal.web.catalog import Catalog
+from shoal.web.security import Guard
+from shoal.web.settings import ServerSettings, is_loopback
+from shoal.web.uploads import safe_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("photo.jpg", "photo.jpg"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\cat.png", "cat.png"),
+        (".bashrc", "bashrc"),
+        ("..", "file"),
+        ("", "file"),
+        ("café crème.jpg", "café crème.jpg"),
+        ("a\x00b\nc.txt", "a_b_c.txt"),
+        ("rm -rf *; echo.jpg", "rm -rf __ echo.jpg"),
+        ("x" * 300 + ".jpeg", "x" * 145 + ".jpeg"),
+    ],
+)
+def test_safe_names_keep_what_they_can_and_drop_path_parts(raw: str, stored: str) -> None:
+    assert safe_name(raw) == stored
+
+
+def test_a_name_taken_twice_gets_a_number() -> None:
+    taken: set[str] = set()
+    names = [safe_name(n, taken) for n in ("a.jpg", "dir/a.jpg", "A.JPG", "a")]
+    assert names == ["a.jpg", "a (2).jpg", "A (3).JPG", "a"]
+
+
+def test_loopback_addresses() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.com"))
+
+
+def test_inputs_are_limited_to_known_folders_off_loopback_or_with_allow_path(tmp_path: Path) -> None:
+    assert ServerSettings.build(host="127.0.0.1").input_roots() is None
+    roots = ServerSettings.build(host="0.0.0.0", projects=[tmp_path]).input_roots()
+    assert roots is not None
+    assert tmp_path.resolve() in roots
+    with pytest.raises(ConfigError, match="port"):
+        ServerSettings.build(port=70000)
+
+
+def test_tokens_are_stored_as_hashes_and_checked(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert not has_tokens(ledger)
+    token = create_token(ledger, "ci")
+    assert token_name(ledger, token) == "ci"
+    assert token_name(ledger, token + "x") is None
+    assert [name for name, _ in list_tokens(ledger)] == ["ci"]
+    with pytest.raises(ConfigError, match="exists"):
+        create_token(ledger, "ci")
+
+    guard = Guard(ledger, required=True)
+    assert guard.check(f"Bearer {token}", None) == "ci"
+    assert guard.check(None, token) == "ci"  # the login cookie
+    with pytest.raises(AuthenticationError):
+        guard.check(None, None)
+    with pytest.raises(PermissionDeniedError):
+        guard.check("Bearer shoal_nope", None)
+    assert Guard(ledger, required=False).check(None, None) is None
+    assert revoke_token(ledger, "ci")
+    assert token_name(ledger, token) is None
+    ledger.close()
+
+
+def test_an_unknown_pipeline_names_the_known_ones() -> None:
+    with pytest.raises(UnknownPipelineError, match="known pipelines: none") as caught:
+        Catalog().get("faces")
+    assert caught.value.known == []
