@@ -24,6 +24,9 @@ def test_schemathesis_finds_no_server_error(
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json"]
     command += ["--checks", "not_a_server_error", "--max-examples", "25", "--seed", "7", "--request-timeout", "60"]
     command += ["--no-color", "--generation-database", "none"]
+    # a streaming job it creates stays open, so its event stream never ends: the events route
+    # is followed to its end in the API tests instead
+    command += ["--exclude-operation-id", "job_events"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=170)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
