@@ -332,19 +332,24 @@ class Coordinator:
             return  # a late or repeated report of a chunk already settled
         job, worker, report = self.job.num, event.worker, event.report
         staged, settled = self._staged, self._settled
+        done = 0
         for item_id, result, start, end, seconds in report.ok:
             wire = pending.pop(item_id, None)
             if wire is None:
                 continue  # a repeated delivery, already counted
-            update = succeeded_row(job, item_id, wire.get("attempt", 1), worker, start, end, seconds, result)
-            if item_id in staged:
-                settled[item_id] = with_success(staged.pop(item_id)[0], update)
-            elif item_id in settled:  # its row, from an earlier attempt, is not written yet
+            done += 1
+            attempt = wire.get("attempt", 1)
+            head = staged.pop(item_id, None)
+            if head is not None:  # the hot path: a new item, written once with its outcome
+                settled[item_id] = (*head[0], "succeeded", attempt, worker, start, end, seconds, result, *NO_ERROR)
+                continue
+            update = succeeded_row(job, item_id, attempt, worker, start, end, seconds, result)
+            if item_id in settled:  # its row, from an earlier attempt, is not written yet
                 earlier = settled[item_id]
                 settled[item_id] = with_success(earlier[:HEAD], update, earlier[-len(NO_ERROR) :])
             else:
                 self._succeeded.append(update)
-            self.progress.done += 1
+        self.progress.done += done
         for failure in report.failed:
             wire = pending.pop(failure["id"], None)
             if wire is not None:

@@ -17,11 +17,11 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import IO, Any
 
 from shoal._json import encode, loads
+from shoal._pipe import PipeEnd, wait
 from shoal.engines import Census, Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._slots import SlotBoard
 from shoal.wire import Report
@@ -34,8 +34,8 @@ STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
 class _Worker:
     slot: int
     process: subprocess.Popen[bytes]
-    inbox: Connection  #: we write
-    outbox: Connection  #: we read
+    inbox: PipeEnd  #: we write
+    outbox: PipeEnd  #: we read
     spawned: float
     log: IO[bytes]
     name: str = ""
@@ -97,16 +97,14 @@ class LocalEngine:
         """Wait up to ``timeout`` for workers to report; a byte on the ``wake`` pipe (a file
         descriptor another thread writes to) ends the wait early."""
         events: list[Event] = []
-        by_pipe: dict[int, _Worker] = {id(w.outbox): w for w in self._workers.values()}
-        watched: list[Any] = [w.outbox for w in self._workers.values()]
-        for conn in wait([*watched, wake] if wake is not None else watched, timeout):
-            worker = by_pipe.get(id(conn))
-            if worker is None:
-                continue  # the wake pipe: its owner drains it
+        by_pipe = {id(w.outbox): w for w in self._workers.values()}
+        ready, _ = wait([w.outbox for w in self._workers.values()], [wake] if wake is not None else [], timeout)
+        for end in ready:
+            worker = by_pipe[id(end)]
             try:
                 while True:
-                    events += self._receive(worker, loads(conn.recv_bytes()))  # type: ignore[union-attr]
-                    if not conn.poll():  # type: ignore[union-attr]
+                    events += self._receive(worker, loads(end.recv()))
+                    if not end.ready():
                         break
             except (EOFError, OSError):
                 events += self._lost(worker)
@@ -160,8 +158,8 @@ class LocalEngine:
         worker = _Worker(
             slot,
             process,
-            Connection(to_worker_w, readable=False),
-            Connection(from_worker_r, writable=False),
+            PipeEnd(to_worker_w),
+            PipeEnd(from_worker_r),
             time.monotonic(),
             log,
         )
@@ -228,8 +226,8 @@ class LocalEngine:
                 _kill(worker.process)
 
 
-def _send(conn: Connection, message: dict[str, object]) -> None:
-    conn.send_bytes(encode(message))
+def _send(end: PipeEnd, message: dict[str, object]) -> None:
+    end.send(encode(message))
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

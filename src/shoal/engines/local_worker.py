@@ -13,11 +13,11 @@ import signal
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from shoal._json import encode, loads
+from shoal._pipe import PipeEnd
 from shoal.wire import JobSpec, Report
 
 FLUSH_EVERY = 0.02  #: seconds; report finished items at least this often within a chunk
@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
     inbox_fd, outbox_fd, slots_path, slot, parent = argv
     _die_with_parent(int(parent))
     faulthandler.enable()  # a segfaulting stage leaves its Python traceback in the worker log
-    inbox = Connection(int(inbox_fd), writable=False)
-    outbox = Connection(int(outbox_fd), readable=False)
+    inbox = PipeEnd(int(inbox_fd))
+    outbox = PipeEnd(int(outbox_fd))
     from shoal.engines._slots import SlotBoard
     from shoal.worker.runtime import Runtime, worker_name
 
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
 def _run_chunk(
     runtime: Any,
     job: JobSpec,
-    outbox: Connection,
+    outbox: PipeEnd,
     chunk: int,
     items: list[dict[str, Any]],
     group: int,
@@ -79,14 +79,14 @@ def _run_chunk(
     _send(outbox, {"op": "done", "chunk": chunk, "last": True, **pending.to_dict()})
 
 
-def _drain(inbox: Connection) -> queue.SimpleQueue[dict[str, Any] | None]:
+def _drain(inbox: PipeEnd) -> queue.SimpleQueue[dict[str, Any] | None]:
     """Read the coordinator's messages on a thread, so its writes never wait on our work."""
     messages: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
 
     def read() -> None:
         try:
             while True:
-                messages.put(loads(inbox.recv_bytes()))
+                messages.put(loads(inbox.recv()))
         except (EOFError, OSError):
             messages.put(None)  # the coordinator is gone or closed the pipe: finish and exit
 
@@ -94,8 +94,8 @@ def _drain(inbox: Connection) -> queue.SimpleQueue[dict[str, Any] | None]:
     return messages
 
 
-def _send(outbox: Connection, message: dict[str, Any]) -> None:
-    outbox.send_bytes(encode(message))
+def _send(outbox: PipeEnd, message: dict[str, Any]) -> None:
+    outbox.send(encode(message))
 
 
 def _describe(exc: Exception) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
 from shoal.store.migrate import migrate
 from shoal.store.rows import insert_items, update_items
-from shoal.store.schema import events, items, jobs, runs
+from shoal.store.schema import events, item_key, items, jobs, of_job, runs
 
 HEARTBEAT_STALE = 15.0  #: seconds without a heartbeat after which a job's owner is presumed dead
 _PAGE = 5000
@@ -144,7 +144,7 @@ class Ledger:
         with self._begin() as conn:
             cancelled = conn.execute(
                 update(items)
-                .where(items.c.job == self._num(job_id), items.c.status == "pending")
+                .where(*of_job(self._num(job_id)), items.c.status == "pending")
                 .values(status="cancelled", finished_at=now)
             ).rowcount
             conn.execute(
@@ -174,8 +174,8 @@ class Ledger:
     def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:
         query = (
             select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
-            .where(items.c.job == self._num(job_id), items.c.status == "pending", items.c.seq > after_seq)
-            .order_by(items.c.seq)
+            .where(*of_job(self._num(job_id), after_seq), items.c.status == "pending")
+            .order_by(items.c.key)
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -217,12 +217,12 @@ class Ledger:
 
     def duplicates(self, job: JobRecord) -> int:
         """Input entries that repeated an earlier item: the watermark less the items before it."""
-        query = select(func.count()).where(items.c.job == job.num, items.c.seq < job.entries)
+        query = select(func.count()).where(*of_job(job.num), items.c.key < item_key(job.num, job.entries))
         with self.engine.connect() as conn:
             return int(job.entries - conn.execute(query).scalar_one())
 
     def counts(self, job_id: str) -> dict[str, int]:
-        query = select(items.c.status, func.count()).where(items.c.job == self._num(job_id)).group_by(items.c.status)
+        query = select(items.c.status, func.count()).where(*of_job(self._num(job_id))).group_by(items.c.status)
         with self.engine.connect() as conn:
             found = {status: n for status, n in conn.execute(query)}
         return {s: found.get(s, 0) for s in ("pending", "succeeded", "failed", "cancelled")}
@@ -232,11 +232,11 @@ class Ledger:
         chosen = [items.c[name] for name in ("seq", *columns)] if columns else [items]
         after = -1
         while True:
-            query = select(*chosen).where(items.c.job == self._num(job_id), items.c.seq > after)
+            query = select(*chosen).where(*of_job(self._num(job_id), after))
             if status is not None:
                 query = query.where(items.c.status == status)
             with self.engine.connect() as conn:
-                page = list(conn.execute(query.order_by(items.c.seq).limit(_PAGE)).mappings())
+                page = list(conn.execute(query.order_by(items.c.key).limit(_PAGE)).mappings())
             yield from page
             if len(page) < _PAGE:
                 return

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import RowMapping, func, select
 
 from shoal.store.ledger import JobRecord, Ledger
-from shoal.store.schema import events, items, jobs
+from shoal.store.schema import events, items, jobs, of_job
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
 #: item columns a page of items shows; the result and traceback wait for the item's own page
@@ -57,10 +57,10 @@ def page_items(
     ledger: Ledger, job: JobRecord, *, status: str | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[RowMapping], int]:
     """A page of a job's items in input order, and how many match in all."""
-    where = [items.c.job == job.num]
+    where = list(of_job(job.num))
     if status is not None:
         where.append(items.c.status == status)
-    query = select(*(items.c[c] for c in SUMMARY)).where(*where).order_by(items.c.seq).limit(limit).offset(offset)
+    query = select(*(items.c[c] for c in SUMMARY)).where(*where).order_by(items.c.key).limit(limit).offset(offset)
     with ledger.engine.connect() as conn:
         rows = list(conn.execute(query).mappings())
         total = conn.execute(select(func.count()).select_from(items).where(*where)).scalar_one()

@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, literal_column, update
 
-from shoal.store.schema import items
+from shoal.store.schema import SEQ_BITS, items
 
 #: a whole item row, as inserted
 ITEM_FIELDS = (
+    "key",
     "job",
     "id",
     "seq",
@@ -67,10 +68,10 @@ _SUCCEEDED: ColumnElement[str] = literal_column("'succeeded'")  # inline SQL: ro
 
 def item_head(job: int, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> tuple[Any, ...]:
     """The first fields of an item row: who it is. An outcome tail completes it."""
-    return (job, item_id, seq, input, uri, meta)
+    return ((job << SEQ_BITS) | seq, job, item_id, seq, input, uri, meta)
 
 
-HEAD = 6  #: fields of item_head()
+HEAD = 7  #: fields of item_head()
 PENDING_TAIL = ("pending", 0, None, None, None, None, None, None, None, None, None)
 
 

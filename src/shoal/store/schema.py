@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -39,11 +41,25 @@ jobs = Table(
     Column("heartbeat_at", Float),
 )
 
+SEQ_BITS = 40  #: an item's key is job.num << SEQ_BITS | seq: rows sit in input order, job by job
+
+
+def item_key(job: int, seq: int) -> int:
+    return (job << SEQ_BITS) | seq
+
+
+def of_job(job: int, after_seq: int = -1) -> tuple[Any, ...]:
+    """WHERE clauses for a job's items after a position: a range of the primary key."""
+    return (items.c.key > item_key(job, after_seq) if after_seq >= 0 else items.c.key >= item_key(job, 0),
+            items.c.key < item_key(job + 1, 0))  # fmt: skip
+
+
 items = Table(
     "items",
     metadata,
-    Column("job", Integer, primary_key=True),  #: jobs.num: an integer keeps rows and indexes small
-    Column("id", String(200), primary_key=True),
+    Column("key", BigInteger, primary_key=True, autoincrement=False),  #: item_key(job, seq)
+    Column("job", Integer, nullable=False),  #: jobs.num: an integer keeps rows and indexes small
+    Column("id", String(200), nullable=False),
     Column("seq", BigInteger, nullable=False),  #: position in the inputs
     Column("input", Text, nullable=False),  #: how the input is named to people
     Column("uri", Text),  #: the file to read; NULL for a data row
@@ -59,7 +75,7 @@ items = Table(
     Column("error_type", String(128)),
     Column("error_message", Text),
     Column("error_traceback", Text),
-    Index("ix_items_job_seq", "job", "seq"),  # input order; never updated, so outcomes stay cheap
+    Index("ux_items_job_id", "job", "id", unique=True),  # one row per item: repeats are found here
 )
 
 runs = Table(

@@ -39,8 +39,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "items",
-        sa.Column("job", sa.Integer, primary_key=True),
-        sa.Column("id", sa.String(200), primary_key=True),
+        sa.Column("key", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("job", sa.Integer, nullable=False),
+        sa.Column("id", sa.String(200), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("input", sa.Text, nullable=False),
         sa.Column("uri", sa.Text),
@@ -57,7 +58,7 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text),
         sa.Column("error_traceback", sa.Text),
     )
-    op.create_index("ix_items_job_seq", "items", ["job", "seq"])
+    op.create_index("ux_items_job_id", "items", ["job", "id"], unique=True)
     op.create_table(
         "runs",
         sa.Column("job_id", sa.String(128), primary_key=True),
@@ -91,6 +92,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("events")
     op.drop_table("runs")
-    op.drop_index("ix_items_job_seq", "items")
+    op.drop_index("ux_items_job_id", "items")
     op.drop_table("items")
     op.drop_table("jobs")
