@@ -211,14 +211,14 @@ def execute(
         with _interruptible(coordinator):
             outcome = coordinator.run()
     except BaseException:
-        ledger.end_run(job.id, number, "aborted", coordinator.startup_s)
+        ledger.end_run(job.id, number, "aborted", coordinator.startup_s, engine.workers)
         ledger.set_state(job.id, "interrupted")
         with contextlib.suppress(Exception):  # let observers finish (stop bars, close endpoints)
             stack.after_run(job, coordinator.progress, "aborted")
         raise
     counts = ledger.counts(job.id)
     state = "interrupted" if outcome == "interrupted" else "failed" if counts["failed"] else "succeeded"
-    ledger.end_run(job.id, number, outcome, coordinator.startup_s)
+    ledger.end_run(job.id, number, outcome, coordinator.startup_s, engine.workers)
     ledger.set_state(job.id, state, finished=state != "interrupted")
     job = ledger.get_job(job.id)
     stack.after_run(job, coordinator.progress, outcome)

@@ -263,13 +263,15 @@ class Ledger:
             )
         return int(number)
 
-    def end_run(self, job_id: str, number: int, outcome: str, startup_s: float | None) -> None:
+    def end_run(
+        self, job_id: str, number: int, outcome: str, startup_s: float | None, workers: int | None = None
+    ) -> None:
+        """Close a run; ``workers`` corrects the count when more workers turned up than at the start."""
+        values: dict[str, Any] = {"ended_at": time.time(), "outcome": outcome, "startup_s": startup_s}
+        if workers is not None:
+            values["workers"] = workers
         with self._begin() as conn:
-            conn.execute(
-                update(runs)
-                .where(runs.c.job_id == job_id, runs.c.number == number)
-                .values(ended_at=time.time(), outcome=outcome, startup_s=startup_s)
-            )
+            conn.execute(update(runs).where(runs.c.job_id == job_id, runs.c.number == number).values(**values))
 
     def runs(self, job_id: str) -> list[RowMapping]:
         with self.engine.connect() as conn:

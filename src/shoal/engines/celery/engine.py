@@ -73,7 +73,7 @@ class CeleryEngine:
 
     @property
     def chunk_seconds(self) -> float:
-        return 0.5  # a round trip through the broker and the result store costs milliseconds
+        return 1.0  # a round trip through the broker and the result store costs tens of milliseconds
 
     # --- Engine protocol ---------------------------------------------------------------------
     def start(self) -> None:
@@ -81,8 +81,10 @@ class CeleryEngine:
             return
         self._app = make_app(self.broker_url)
         deadline = time.monotonic() + self.discover_timeout
-        while not self._discover() and time.monotonic() < deadline:
+        found = self._discover(first=True) or self._discover()
+        while not found and time.monotonic() < deadline:
             time.sleep(0.5)
+            found = self._discover()
         if not self._threads:
             raise ConfigError(self._no_workers_message())
         for name, info in self._others:  # not an error: other pools may serve other code
@@ -201,9 +203,11 @@ class CeleryEngine:
         log.warning("the broker at %s is back", _safe(self.broker_url))
 
     # --- finding workers ---------------------------------------------------------------------
-    def _discover(self) -> bool:
+    def _discover(self, first: bool = False) -> bool:
+        """Ask the workers which code they run. ``first``: stop at the first reply, so a run starts
+        at once; a full round (which waits out its timeout) follows in the background."""
         assert self._app is not None
-        replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=1.0)
+        replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=0.5, limit=1 if first else None)
         found = [(name, info) for reply in replies or [] for name, info in reply.items() if isinstance(info, dict)]
         self._others = [(name, info) for name, info in found if info.get("fingerprint") != self.fingerprint]
         mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
@@ -212,7 +216,9 @@ class CeleryEngine:
         return bool(mine)
 
     def _rediscover(self) -> None:
-        while not self._stop.wait(DISCOVER_EVERY):
+        wait = 0.0  # the first round at once: the quick start heard from one worker only
+        while not self._stop.wait(wait):
+            wait = DISCOVER_EVERY
             try:
                 self._discover()
             except Exception:  # a broker restart: try again on the next round
