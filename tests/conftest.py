@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,20 @@ def engine(request: pytest.FixtureRequest, home: Path) -> Iterator[EngineUnderTe
     under_test = engine_for(request.param, home)
     yield under_test
     under_test.stop_workers()
+
+
+@pytest.fixture
+def serve(home: Path) -> Iterator[Callable[..., Any]]:
+    """Start a server: ``serve(projects=[...], **settings)``; every one is stopped after the test."""
+    from tests.web_server import LiveServer  # the web extra: imported only by tests that serve
+
+    started: list[LiveServer] = []
+
+    def start(**settings: Any) -> Any:
+        server = LiveServer(**settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()

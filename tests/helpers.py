@@ -32,6 +32,17 @@ def work(item):
 """
 
 
+#: a pipeline that returns each item's text
+ECHO = """
+import shoal
+pipeline = shoal.Pipeline("echo")
+
+@pipeline.stage()
+def echo(item):
+    return {"text": item.read_text().strip()}
+"""
+
+
 def shoal_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

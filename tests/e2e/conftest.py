@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.web_server import LiveServer
-
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--no-sandbox",
@@ -59,17 +57,3 @@ def faces_images(tmp_path: Path) -> Callable[[int], list[Path]]:
         return made
 
     return make
-
-
-@pytest.fixture
-def serve(home: Path) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def start(**settings: Any) -> LiveServer:
-        server = LiveServer(**settings).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        server.stop()

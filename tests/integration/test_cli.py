@@ -8,18 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeProject
-from tests.helpers import read_results, shoal_cli
+from tests.helpers import ECHO, read_results, shoal_cli
 
 pytestmark = pytest.mark.integration
-
-ECHO = """
-import shoal
-pipeline = shoal.Pipeline("echo")
-
-@pipeline.stage()
-def echo(item):
-    return {"text": item.read_text().strip()}
-"""
 
 
 @pytest.mark.parametrize(

@@ -12,18 +12,9 @@ import shoal
 from shoal.middleware import Middleware, Progress
 from shoal.store import JobRecord
 from tests.conftest import MakeProject
-from tests.helpers import shoal_cli
+from tests.helpers import ECHO, shoal_cli
 
 pytestmark = pytest.mark.integration
-
-ECHO = """
-import shoal
-pipeline = shoal.Pipeline("echo")
-
-@pipeline.stage()
-def echo(item):
-    return {"text": item.read_text().strip()}
-"""
 
 
 class Recorder(Middleware):

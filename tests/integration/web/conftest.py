@@ -5,11 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from tests.web_server import LiveServer
 
 #: a pipeline that counts bytes, fails files whose name holds "bad", and writes an artifact
 TOOLS = """
@@ -52,21 +49,6 @@ def files(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return make
-
-
-@pytest.fixture
-def serve(home: Path) -> Iterator[Callable[..., LiveServer]]:
-    """Start a server: ``serve(projects=[...], **settings)``; every one is stopped after the test."""
-    started: list[LiveServer] = []
-
-    def start(**settings: Any) -> LiveServer:
-        server = LiveServer(**settings).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        server.stop()
 
 
 @pytest.fixture(scope="session")
