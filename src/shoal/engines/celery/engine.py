@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
 from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.engines.celery.results import ResultWatch
 from shoal.errors import ConfigError, ShoalError
 from shoal.wire import Report
 
@@ -31,7 +32,7 @@ LOST_AFTER = 5.0  #: seconds without a sign of life before an in-flight chunk is
 BROKER_GRACE = 120.0  #: seconds the broker may be unreachable before the run gives up
 OVERTAKEN_AFTER = 2.0  #: seconds a queued chunk may trail one sent after it before it is presumed lost
 DISCOVER_EVERY = 10.0  #: seconds between asking which workers are there
-CHECK_EVERY = 0.02  #: seconds between looks at the results while waiting
+FULL_CHECK_EVERY = 0.5  #: seconds between reads of every chunk's state where changes are pushed
 PREFETCH = 2  #: chunks in flight per worker thread
 
 
@@ -56,6 +57,8 @@ class CeleryEngine:
         self.pipeline = pipeline
         self.discover_timeout = discover_timeout
         self._app: Celery | None = None
+        self._results: ResultWatch | None = None
+        self._next_check = 0.0
         self._threads = 0  #: worker threads serving this code version
         self._flights: dict[int, _Flight] = {}
         self._announced: set[str] = set()
@@ -80,6 +83,7 @@ class CeleryEngine:
         if self._app is not None:
             return
         self._app = make_app(self.broker_url)
+        self._results = ResultWatch(self._app)
         deadline = time.monotonic() + self.discover_timeout
         found = self._discover(first=True) or self._discover()
         while not found and time.monotonic() < deadline:
@@ -104,13 +108,24 @@ class CeleryEngine:
         self._send(flight)
 
     def poll(self, timeout: float) -> list[Event]:
+        assert self._results is not None
         deadline = time.monotonic() + timeout
         events = self._announce()
         while True:
-            events += self._check()
-            if events or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= self._next_check:  # every state read: resends, and silent chunks noticed
+                events += self._check()
+                self._next_check = now + (FULL_CHECK_EVERY if self._results.pushed else 0.0)
+            if events or now >= deadline:
                 return events
-            time.sleep(min(CHECK_EVERY, max(0.0, deadline - time.monotonic())))
+            try:
+                changes = self._results.wait(max(0.0, min(deadline, self._next_check) - now))
+            except Exception as exc:  # the result store went away: the next full read waits for it
+                self._outage(exc)
+                self._next_check = 0.0
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                continue
+            events += self._heard(changes)
 
     def stop(self, *, kill: bool = False) -> None:
         self._stop.set()
@@ -119,13 +134,17 @@ class CeleryEngine:
         if kill and self._flights:  # the coordinator gives up these chunks: spare the workers the work
             self._app.control.revoke([f.task_id for f in self._flights.values()])
         self._flights.clear()
+        if self._results is not None:
+            self._results.close()
         self._app.close()
 
     # --- watching the chunks -----------------------------------------------------------------
     def _send(self, flight: _Flight) -> None:
         assert self._app is not None
+        assert self._results is not None
         job, items = flight.chunk.job.to_dict(), flight.chunk.items
         try:
+            self._results.watch(flight.task_id)
             self._app.send_task(TASK, args=[job, items], queue=self.queue, task_id=flight.task_id)
         except Exception as exc:  # the broker is away: keep the chunk and send it when it is back
             self._outage(exc)
@@ -133,19 +152,33 @@ class CeleryEngine:
         flight.sent, flight.queued = time.monotonic(), True
 
     def _check(self) -> list[Event]:
-        assert self._app is not None
-        events: list[Event] = []
-        for chunk_id, flight in list(self._flights.items()):
+        for flight in self._flights.values():
             if not flight.queued:
                 self._send(flight)
+        watched = [(chunk_id, flight) for chunk_id, flight in self._flights.items() if flight.queued]
+        if not watched:
+            return []
+        assert self._results is not None
+        try:
+            metas = self._results.states([flight.task_id for _, flight in watched])
+        except Exception as exc:
+            self._outage(exc)
+            return []
+        self._recovered()
+        return self._judge_all([(chunk_id, meta) for (chunk_id, _), meta in zip(watched, metas, strict=True)])
+
+    def _heard(self, changes: list[tuple[str, dict[str, Any]]]) -> list[Event]:
+        """States the result store pushed: judged at once, as a full read would judge them."""
+        by_task = {flight.task_id: chunk_id for chunk_id, flight in self._flights.items()}
+        return self._judge_all([(by_task[task_id], meta) for task_id, meta in changes if task_id in by_task])
+
+    def _judge_all(self, states: list[tuple[int, dict[str, Any]]]) -> list[Event]:
+        events, now = [], time.monotonic()
+        for chunk_id, meta in states:
+            flight = self._flights.get(chunk_id)
+            if flight is None:  # judged already in this round
                 continue
-            try:
-                meta = self._app.backend.get_task_meta(flight.task_id)
-            except Exception as exc:
-                self._outage(exc)
-                return events
-            self._recovered()
-            event = self._judge(chunk_id, flight, meta.get("status"), meta.get("result"), time.monotonic())
+            event = self._judge(chunk_id, flight, meta.get("status"), meta.get("result"), now)
             if event is not None:
                 events.append(event)
         return events
@@ -156,6 +189,7 @@ class CeleryEngine:
             flight.seen, flight.changed, self._last_activity = (state, _hashable(info)), now, now
         if state == "SUCCESS":
             del self._flights[chunk_id]
+            self._unwatch(flight.task_id)
             _forget(self._app, flight.task_id)
             return ItemsDone(chunk_id, str(info.get("worker", "")), Report.from_dict(info))
         if state in ("FAILURE", "REVOKED"):
@@ -178,9 +212,15 @@ class CeleryEngine:
     def _lose(self, chunk_id: int, why: str) -> ChunkLost:
         assert self._app is not None
         flight = self._flights.pop(chunk_id)
+        self._unwatch(flight.task_id)
         with contextlib.suppress(Exception):  # if it turns up after all, no live worker runs it again
             self._app.control.revoke(flight.task_id)
         return ChunkLost(chunk_id, "", "WorkerLost", f"chunk {flight.task_id} {why}")
+
+    def _unwatch(self, task_id: str) -> None:
+        assert self._results is not None
+        with contextlib.suppress(Exception):  # a broker outage drops every subscription anyway
+            self._results.unwatch(task_id)
 
     def _outage(self, exc: Exception) -> None:
         """The broker or result store is unreachable: wait for it, up to BROKER_GRACE seconds."""

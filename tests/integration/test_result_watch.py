@@ -1,0 +1,51 @@
+"""How the coordinator reads chunk states: pushed by Redis as they are stored, read in one round
+trip when it asks for all of them, and PENDING for a task nobody has run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shoal.engines.celery.app import make_app
+from shoal.engines.celery.results import ResultWatch
+from tests.engines import REDIS_URL, require_service
+
+pytestmark = [
+    pytest.mark.integration,
+    # Celery's Redis backend stores results with redis-py's deprecated setex; workers do it too.
+    pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning"),
+]
+
+
+def test_redis_pushes_every_state_of_a_watched_task_and_reads_all_at_once() -> None:
+    require_service(6379)
+    app = make_app(REDIS_URL)
+    watch = ResultWatch(app)
+    mine, other, never = (f"test-{uuid.uuid4().hex}" for _ in range(3))
+    try:
+        assert watch.pushed
+        watch.watch(mine)
+        app.backend.store_result(mine, {"beat": 1}, "PROGRESS")
+        app.backend.store_result(other, {"n": 2}, "SUCCESS")  # not watched: never reported as a change
+        app.backend.store_result(mine, {"n": 1}, "SUCCESS")
+        changes: list[tuple[str, dict]] = []
+        for _ in range(20):
+            changes += watch.wait(0.5)
+            if len(changes) >= 2:
+                break
+        assert [(task, meta["status"]) for task, meta in changes] == [(mine, "PROGRESS"), (mine, "SUCCESS")]
+        assert changes[-1][1]["result"] == {"n": 1}
+
+        states = watch.states([mine, never, other])
+        assert [s["status"] for s in states] == ["SUCCESS", "PENDING", "SUCCESS"]
+        assert states[2]["result"] == {"n": 2}
+
+        watch.unwatch(mine)
+        app.backend.store_result(mine, {"n": 3}, "SUCCESS")
+        assert watch.wait(0.3) == []  # no longer watched: nothing pushed
+    finally:
+        for task in (mine, other):
+            app.backend.forget(task)
+        watch.close()
+        app.close()
