@@ -1,50 +1,85 @@
-"""The pipelines a server offers: the projects given with --project, loaded once, by name."""
+"""The pipelines a server offers: the projects given with --project, by name.
+
+A project's code is checked on every use: when its fingerprint changed since it was loaded, it
+is imported again, so an edited pipeline is served without a restart and its jobs record the
+new fingerprint. Workers warm with the old code keep serving only jobs of the old code.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from shoal.errors import ConfigError, UnknownPipelineError
-from shoal.project import Project, load_project
+from shoal.errors import ConfigError, ProjectError, UnknownPipelineError
+from shoal.project import Project, fingerprint, load_project, read_config
+
+log = logging.getLogger("shoal.web")
 
 
 class Catalog:
-    """Projects by pipeline name. A pipeline's code is read when the server starts: restart the
-    server after changing it (jobs then record the new fingerprint)."""
+    """Projects by pipeline name, reloaded when their code changes."""
 
     def __init__(self, projects: Sequence[Project] = ()) -> None:
         self._by_name: dict[str, Project] = {}
+        self._lock = threading.Lock()
         for project in projects:
-            name = project.pipeline.name
-            if name in self._by_name:
-                raise ConfigError(
-                    f"two projects define pipeline {name!r}: {self._by_name[name].root} and {project.root}"
-                )
-            self._by_name[name] = project
+            self._add(project)
 
     @classmethod
     def load(cls, folders: Sequence[Path]) -> Catalog:
         return cls([load_project(folder) for folder in folders])
 
     def __iter__(self) -> Iterator[Project]:
-        return iter(sorted(self._by_name.values(), key=lambda p: p.pipeline.name))
+        """Every project, current; one whose new code fails to import is listed as last loaded."""
+        for name in self.names:
+            try:
+                self.get(name)
+            except ProjectError as exc:
+                log.warning("shoal: %s", exc)
+            except UnknownPipelineError:
+                pass  # renamed in its code: listed under its new name
+        with self._lock:
+            return iter(sorted(self._by_name.values(), key=lambda p: p.pipeline.name))
 
     def __len__(self) -> int:
         return len(self._by_name)
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._by_name)
+        with self._lock:
+            return sorted(self._by_name)
 
     def get(self, name: str) -> Project:
-        """The project of a pipeline; an unknown name raises an error listing the known ones."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownPipelineError(name, self.names) from None
+        """The project of a pipeline, with its current code; an unknown name raises an error
+        listing the known ones, code that no longer imports a ProjectError saying why."""
+        with self._lock:
+            project = self._by_name.get(name)
+            if project is None:
+                raise UnknownPipelineError(name, sorted(self._by_name))
+            if fingerprint(project.root, read_config(project.root)) == project.fingerprint:
+                return project
+            fresh = load_project(project.root)
+            del self._by_name[name]
+            try:
+                self._add(fresh)
+            except ConfigError:
+                self._by_name[name] = project
+                raise
+            log.info("shoal: reloaded %s: version %s -> %s", project.root, project.fingerprint, fresh.fingerprint)
+            if fresh.pipeline.name != name:
+                raise UnknownPipelineError(name, sorted(self._by_name))
+            return fresh
 
     def for_job(self, pipeline: str, root: str) -> Project | None:
         """The project a recorded job ran, if this server still serves it from the same folder."""
-        project = self._by_name.get(pipeline)
+        with self._lock:
+            project = self._by_name.get(pipeline)
         return project if project is not None and str(project.root) == root else None
+
+    def _add(self, project: Project) -> None:
+        name = project.pipeline.name
+        if name in self._by_name:
+            raise ConfigError(f"two projects define pipeline {name!r}: {self._by_name[name].root} and {project.root}")
+        self._by_name[name] = project

@@ -19,6 +19,7 @@ from shoal.errors import (
     JobStateError,
     NotFoundError,
     PermissionDeniedError,
+    ProjectError,
     ShoalError,
     UnknownPipelineError,
     UploadTooLargeError,
@@ -33,6 +34,7 @@ STATUS: list[tuple[type[ShoalError], int]] = [
     (JobStateError, 409),
     (JobBusyError, 409),
     (UploadTooLargeError, 413),
+    (ProjectError, 503),  # the server's own pipeline code fails to load: not the request's fault
     (ConfigError, 422),
     (ShoalError, 400),
 ]

@@ -164,3 +164,33 @@ def test_workers_stay_warm_from_one_job_to_the_next(
             assert wait_for_end(http, job_id)[-1][1]["state"] == "succeeded"
             workers.append(http.get(f"/api/v1/jobs/{job_id}/items").json()["items"][0]["worker"])
     assert len(set(workers)) == 1, workers  # one process ran all three: it outlived each job's run
+
+
+def test_an_edited_pipeline_is_served_without_a_restart(
+    serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path]
+) -> None:
+    project = tool_project()
+    code = project / "pipeline.py"
+    server = serve(projects=[project])
+    data = files(2)
+    with server.client() as http:
+        before = http.get("/api/v1/pipelines/tool").json()
+        first = http.post("/api/v1/jobs", json={"pipeline": "tool", "inputs": [str(data)]}).json()["id"]
+        assert wait_for_end(http, first)[-1][1]["state"] == "succeeded"
+
+        code.write_text(code.read_text().replace('"bytes": len(data)', '"bytes": len(data), "edited": True'))
+        after = http.get("/api/v1/pipelines/tool").json()
+        assert after["fingerprint"] != before["fingerprint"]
+        second = http.post("/api/v1/jobs", json={"pipeline": "tool", "inputs": [str(data)]}).json()
+        assert second["id"] != first  # new code, new job
+        assert second["fingerprint"] == after["fingerprint"]
+        assert wait_for_end(http, second["id"])[-1][1]["state"] == "succeeded"
+        results = http.get(f"/api/v1/jobs/{second['id']}/results.jsonl").text.splitlines()
+        assert [json.loads(line)["result"]["edited"] for line in results] == [True, True]  # not the warm old code
+
+        code.write_text(code.read_text() + "\ndef broken(:\n")
+        broken = http.post("/api/v1/jobs", json={"pipeline": "tool", "inputs": [str(data)]})
+        assert broken.status_code == 503
+        assert "pipeline.py, line" in broken.json()["detail"]
+        assert "syntax error" in broken.json()["detail"]
+        assert http.get("/api/v1/pipelines").json()[0]["fingerprint"] == after["fingerprint"]  # still listed
