@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import uuid
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,40 @@ def test_inputs_from_s3_and_run_folder_on_s3(home: Path, make_project: MakeProje
         assert s3.exists(f"{run}/{name}"), name
     assert json.loads(s3.cat(f"{run}/report.json"))["items"]["succeeded"] == 6
     assert not s3.exists(f"{run}/artifacts/.staging")
+
+
+def test_the_server_shows_and_zips_artifacts_kept_on_s3(
+    home: Path, make_project: MakeProject, s3: Any, serve: Callable[..., Any]
+) -> None:
+    project = make_project(ARTIFACTS)
+    run = f"{s3.bucket}/runs/served"
+    result = shoal.run(project, [f"s3://{s3.bucket}/in/"], out=f"s3://{run}", workers=1)
+    assert result.counts["succeeded"] == 6
+
+    server = serve(projects=[project])  # the same ledger (SHOAL_HOME): it lists the job run above
+    with server.client() as http:
+        job = http.get(f"/api/v1/jobs/{result.job_id}").json()
+        assert job["out"] == f"s3://{run}"
+        item = http.get(f"/api/v1/jobs/{result.job_id}/items", params={"size": 1}).json()["items"][0]
+        detail = http.get(f"/api/v1/jobs/{result.job_id}/items/{item['id']}").json()
+        text = detail["result"]["text"]
+        assert [(a["name"], a["size"]) for a in detail["artifacts"]] == [
+            ("loud.txt", len(text)),
+            ("nested/deeper.txt", 2 * len(text)),
+        ]
+        for artifact in detail["artifacts"]:
+            response = http.get(artifact["url"])
+            assert response.status_code == 200
+            assert response.content == s3.cat(f"{run}/artifacts/{item['id']}/{artifact['name']}")
+        assert http.get(f"/api/v1/jobs/{result.job_id}/artifacts/{item['id']}/nope.txt").status_code == 404
+        assert http.get(f"/api/v1/jobs/{result.job_id}/artifacts/{item['id']}/..%2F..%2Freport.json").status_code == 404
+
+        archive = zipfile.ZipFile(io.BytesIO(http.get(f"/api/v1/jobs/{result.job_id}/artifacts.zip").content))
+        names = set(archive.namelist())
+        assert sum(n.startswith("artifacts/") and n.endswith("/loud.txt") for n in names) == 6
+        assert archive.read(f"artifacts/{item['id']}/loud.txt").decode() == text.upper()
+        one = http.get(f"/api/v1/jobs/{result.job_id}/artifacts.zip", params={"item": item["id"]})
+        assert sorted(zipfile.ZipFile(io.BytesIO(one.content)).namelist()) == [
+            f"{item['id']}/loud.txt",
+            f"{item['id']}/nested/deeper.txt",
+        ]

@@ -2,8 +2,9 @@
 
 A finished job's files come from its run folder, written once when it finished. A job still
 running is exported from the ledger on request into ``<data>/exports/<job>/``, so a download
-always holds every item finished so far. Names from requests are resolved inside the run
-folder and refused if they would leave it.
+always holds every item finished so far. Artifacts are read where the workers wrote them: the
+local run folder or its URL (``shoal run --out s3://...``). Names from requests are resolved
+inside the run folder and refused if they would leave it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import io
 import json
 import mimetypes
 import os
+import shutil
 import tempfile
 import zipfile
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shoal.errors import NotFoundError
-from shoal.outputs import atomic_write, export_parquet, export_results
+from shoal.outputs import atomic_write, export_parquet, export_results, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 
 RESULT_FILES = {"jsonl": "results.jsonl", "csv": "results.csv", "parquet": "results.parquet", "errors": "errors.csv"}
@@ -38,13 +41,6 @@ def local_out(job: JobRecord) -> Path | None:
     """The job's run folder when it is on this machine; None for a URL (``shoal run --out s3://...``),
     whose result files are exported from the ledger here instead."""
     return None if "://" in job.out else Path(job.out)
-
-
-def _out(job: JobRecord) -> Path:
-    out = local_out(job)
-    if out is None:
-        raise NotFoundError(f"job {job.id} keeps its files at {job.out}: fetch them from there")
-    return out
 
 
 def result_file(ledger: Ledger, job: JobRecord, kind: str, exports: Path) -> Path:
@@ -93,9 +89,14 @@ def chart(ledger: Ledger, job: JobRecord, name: str) -> bytes:
 
 
 def artifact_root(job: JobRecord, item_id: str) -> Path:
-    root = (_out(job) / "artifacts").resolve()
-    folder = (root / item_id).resolve()
-    if item_id in ("", ".", "..", STAGING) or folder.parent != root:
+    """An item's artifact folder, in a local run folder or under a URL (``--out s3://...``)."""
+    if item_id in ("", ".", "..", STAGING) or "/" in item_id or "\\" in item_id:
+        raise NotFoundError(f"no artifacts for item {item_id!r}")
+    root = run_folder(job.out) / "artifacts"
+    if not is_local(root):
+        return root / item_id
+    folder = (root.resolve() / item_id).resolve()
+    if folder.parent != root.resolve():  # a symlink out of the run folder
         raise NotFoundError(f"no artifacts for item {item_id!r}")
     return folder
 
@@ -103,24 +104,42 @@ def artifact_root(job: JobRecord, item_id: str) -> Path:
 def artifact(job: JobRecord, item_id: str, name: str) -> Path:
     """The file of an item's artifact; anything outside the item's folder is not found."""
     folder = artifact_root(job, item_id)
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder) or not path.is_file():
-        raise NotFoundError(f"item {item_id} has no artifact {name!r}")
+    parts = PurePosixPath(name).parts
+    missing = NotFoundError(f"item {item_id} has no artifact {name!r}")
+    if not parts or name.startswith("/") or any(part in (".", "..", "") for part in parts):
+        raise missing
+    path = folder.joinpath(*parts)
+    if is_local(folder):
+        path = path.resolve()
+        if not path.is_relative_to(folder):
+            raise missing
+    if not path.is_file():
+        raise missing
     return path
 
 
 def artifacts(job: JobRecord, item_id: str) -> list[tuple[str, int, str]]:
     """(name, bytes, kind) of each of an item's artifacts; kind is image, video or other."""
-    if local_out(job) is None:
-        return []
-    folder = artifact_root(job, item_id)
-    if not folder.is_dir():
-        return []
+    return [(name, size, media_kind(name)) for name, size, _ in _files(artifact_root(job, item_id))]
+
+
+def _files(folder: Path) -> list[tuple[str, int, Path]]:
+    """(name under folder, bytes, path) of every file below ``folder``, local or at a URL; none
+    under a staging folder (artifacts of items not finished)."""
     found = []
-    for parent, _, names in os.walk(folder):
-        for filename in sorted(names):
-            path = Path(parent, filename)
-            found.append((path.relative_to(folder).as_posix(), path.stat().st_size, media_kind(filename)))
+    if is_local(folder):
+        for parent, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != STAGING]
+            for filename in names:
+                path = Path(parent, filename)
+                found.append((path.relative_to(folder).as_posix(), path.stat().st_size, path))
+    else:
+        fs, base = folder.fs, folder.path.rstrip("/")  # type: ignore[attr-defined]
+        fs.invalidate_cache(base)  # a running job adds files: list what is there now
+        for key, info in fs.find(base, detail=True).items():
+            name = key[len(base) + 1 :]
+            if name and not name.startswith(f"{STAGING}/"):
+                found.append((name, int(info.get("size") or 0), folder.joinpath(*name.split("/"))))
     return sorted(found)
 
 
@@ -131,6 +150,13 @@ def media_kind(name: str) -> str:
 
 def media_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def stream(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A file at a URL, read a chunk at a time (a video need not fit in memory)."""
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            yield block
 
 
 def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None = None) -> Path:
@@ -144,10 +170,8 @@ def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None =
     os.close(fd)
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         if item_id is not None:
-            folder = artifact_root(job, item_id)
-            if not folder.is_dir():
+            if not _add_tree(archive, artifact_root(job, item_id), item_id):
                 raise NotFoundError(f"item {item_id} has no artifacts")
-            _add_tree(archive, folder, item_id)
             return Path(name)
         for kind in ("jsonl", "csv", "errors"):
             archive.write(result_file(ledger, job, kind, exports), RESULT_FILES[kind])
@@ -155,16 +179,17 @@ def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None =
         if job.finished:
             for chart_name in CHARTS:
                 archive.writestr(chart_name, chart(ledger, job, chart_name))
-        out = local_out(job)
-        root = out / "artifacts" if out is not None else None
-        if root is not None and root.is_dir():
-            _add_tree(archive, root, "artifacts")
+        _add_tree(archive, run_folder(job.out) / "artifacts", "artifacts")
     return Path(name)
 
 
-def _add_tree(archive: zipfile.ZipFile, folder: Path, prefix: str) -> None:
-    for parent, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != STAGING)
-        for filename in sorted(names):
-            path = Path(parent, filename)
-            archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+def _add_tree(archive: zipfile.ZipFile, folder: Path, prefix: str) -> int:
+    """Every file under ``folder`` into the archive under ``prefix``; returns how many."""
+    files = _files(folder)
+    for name, _, path in files:
+        if is_local(path):
+            archive.write(path, f"{prefix}/{name}")
+        else:
+            with path.open("rb") as source, archive.open(f"{prefix}/{name}", "w") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+    return len(files)

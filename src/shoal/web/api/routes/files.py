@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from shoal.outputs import is_local
 from shoal.web import downloads
 from shoal.web.api.deps import ItemId, JobDep, PartsDep
 from shoal.web.schemas import Problem
@@ -77,11 +79,13 @@ def artifacts_zip(
 
 
 @router.get("/artifacts/{item_id}/{name:path}", summary="One artifact of one item", responses=NOT_FOUND)
-def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep) -> FileResponse:
+def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep) -> Response:
     path = downloads.artifact(job, item_id, name)
-    return FileResponse(
-        path, media_type=downloads.media_type(path), content_disposition_type="inline", filename=path.name
-    )
+    media = downloads.media_type(path)
+    if not is_local(path):  # in an object store: streamed through
+        disposition = f"inline; filename*=utf-8''{quote(path.name)}"
+        return StreamingResponse(downloads.stream(path), media_type=media, headers={"Content-Disposition": disposition})
+    return FileResponse(path, media_type=media, content_disposition_type="inline", filename=path.name)
 
 
 def _remove(path: Path) -> None:
