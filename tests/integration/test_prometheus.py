@@ -5,8 +5,10 @@ its HTTP API must agree with the ledger, and every dashboard expression must eva
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,6 +17,7 @@ from shoal.metrics.http import Endpoint, serve
 from shoal.metrics.ledger import JobsCollector
 from shoal.metrics.worker import WorkerMetrics
 from shoal.store import Ledger
+from shoal.store.tokens import create_token
 from shoal.wire import Report
 from tests.helpers import shoal_cli
 from tests.prometheus import Prometheus, dashboard_expressions, deploy_config, free_port
@@ -174,3 +177,22 @@ def test_discovery_uses_the_target_files(scraped: Scraped) -> None:
     jobs = {t["labels"]["job"] for t in active}
     assert {"shoal-runs", "shoal-workers", "shoal-server"} <= jobs
     assert all(re.match(r"127\.0\.0\.1:\d+$", t["labels"]["instance"]) for t in active)
+
+
+def test_a_server_that_wants_a_token_is_scraped_with_the_one_in_secrets(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
+    server = serve(projects=[], auth=True)  # /metrics wants a token, like every route
+    token = create_token(server.app.state.parts.ledger, "prometheus")
+    address = server.url.removeprefix("http://")
+    folder = tmp_path / "monitoring"
+    config = deploy_config(folder, {"token-server-test.yml": [address], "server-test.yml": [address]})
+    (folder / "secrets").mkdir()
+    (folder / "secrets" / "shoal-server.token").write_text(token + "\n")  # as deploy/monitoring/README.md says
+    prometheus = Prometheus(config, folder / "data").start()
+    try:
+        assert prometheus.wait_for('up{job="shoal-server-token"}', 1) == 1
+        assert prometheus.wait_for('up{job="shoal-server"}', 0) == 0  # the same server, asked without a token
+        assert prometheus.query('shoal_jobs{job="shoal-server-token"}')
+    finally:
+        prometheus.stop()

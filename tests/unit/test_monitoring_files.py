@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.dns.yml"])
-def test_promtool_accepts_the_configuration(config: str) -> None:
-    result = promtool("check", "config", config)
+def test_promtool_accepts_the_configuration(config: str, tmp_path: Path) -> None:
+    deployed = shutil.copytree(PROMETHEUS, tmp_path / "prometheus")
+    (deployed / "secrets" / "shoal-server.token").write_text("shoal_token_for_prometheus\n")  # as the README says
+    result = promtool("check", "config", config, cwd=deployed)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 4 rules found" in result.stdout
 
