@@ -105,3 +105,57 @@ def test_the_login_page_lets_a_token_holder_in(serve: Callable[..., LiveServer],
     page.wait_for_url(lambda url: urlsplit(url).path == "/pipelines")
     assert "signed in as browser" in page.text_content("header")
     assert page.locator("[data-pipeline='faces']").count() == 1
+
+
+CLIPS = """
+import cv2
+import numpy as np
+import shoal
+
+pipeline = shoal.Pipeline("clips")
+
+@pipeline.stage()
+def film(item):
+    frames = [np.full((48, 64, 3), 25 * i, np.uint8) for i in range(10)]
+    for name, codec in (("clip.webm", "VP80"), ("clip-mp4v.mp4", "mp4v")):
+        path = item.artifact_path(name)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10, (64, 48))
+        assert writer.isOpened(), codec
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+    return {"frames": len(frames)}
+"""
+
+
+def test_video_artifacts_play_in_the_page_or_say_why_not(
+    serve: Callable[..., LiveServer], page: Any, tmp_path: Path
+) -> None:
+    project = tmp_path / "clips"
+    project.mkdir()
+    (project / "pipeline.py").write_text(CLIPS)
+    (tmp_path / "one.txt").write_text("1\n")
+    server = serve(projects=[project])
+    with server.client() as http:
+        job_id = http.post("/api/v1/jobs", json={"pipeline": "clips", "inputs": [str(tmp_path / "one.txt")]}).json()[
+            "id"
+        ]
+    page.goto(f"{server.url}/jobs/{job_id}")
+    page.wait_for_selector("body[data-finished='1']", timeout=120_000)
+    assert page.text_content("#state") == "succeeded"
+    # WebM plays: the browser decoded its first frame's size
+    page.wait_for_function(
+        "document.querySelector('#previews video') && document.querySelector('#previews video').videoWidth === 64"
+    )
+    # mp4v does not play in browsers: a note with a download link stands in its place
+    page.wait_for_selector("#previews .unplayable")
+    assert "cannot play clip-mp4v.mp4" in page.text_content("#previews .unplayable")
+    assert page.locator("#previews video").count() == 1
+
+    page.click("#previews .tile > a >> nth=0")  # the item link, not the download
+    page.wait_for_selector("#artifacts .unplayable")
+    page.wait_for_function("document.querySelector('#artifacts video').videoWidth === 64")
+    with page.expect_download() as download:
+        page.click("#artifacts .unplayable a")
+    assert download.value.suggested_filename == "clip-mp4v.mp4"
+    assert Path(download.value.path()).read_bytes()[4:8] == b"ftyp"  # an MP4 file, whole

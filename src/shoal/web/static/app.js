@@ -41,6 +41,22 @@ function duration(seconds) {
 
 const when = (epoch) => new Date(epoch * 1000).toLocaleString();
 
+// A video the browser cannot decode (OpenCV's default mp4v, say) becomes a note with a download
+// link instead of a black box: browsers play WebM (VP8/VP9) and H.264 MP4.
+function watchVideos(root) {
+  for (const video of root.querySelectorAll("video")) {
+    const replace = () => {
+      const name = decodeURIComponent(video.src.split("/").pop());
+      const note = document.createElement("p");
+      note.className = "unplayable";
+      note.innerHTML = `This browser cannot play ${esc(name)} (its codec). <a href="${esc(video.src)}" download="${esc(name)}">Download it</a>; write WebM (VP8/VP9) or H.264 MP4 to preview videos here.`;
+      video.replaceWith(note);
+    };
+    if (video.error) replace();
+    else video.addEventListener("error", replace, { once: true });
+  }
+}
+
 function bar(counts, big = false) {
   const total = Math.max(counts.total, 1);
   const ok = (100 * counts.succeeded) / total, bad = (100 * counts.failed) / total;
@@ -223,6 +239,7 @@ function jobPage() {
       }
     }
     $("#previews").innerHTML = tiles.join("") || `<p class="muted">none yet</p>`;
+    watchVideos($("#previews"));
     $("#preview-count").textContent = data.total ? `(${data.items.length} of ${data.total} items)` : "";
     $("#previews-more").hidden = data.total <= data.items.length;
   }
@@ -299,6 +316,7 @@ async function itemPage() {
         const view = a.kind === "image" ? `<img src="${esc(a.url)}" alt="${esc(a.name)}">` : a.kind === "video" ? `<video controls preload="metadata" src="${esc(a.url)}"></video>` : "";
         return `<figure class="tile">${view}<figcaption><a href="${esc(a.url)}" download="${esc(a.name.split("/").pop())}">${esc(a.name)}</a> <span class="muted">${(a.size / 1024).toFixed(1)} KiB</span></figcaption></figure>`;
       }).join("");
+      watchVideos($("#artifacts"));
     }
   } catch (e) { flash(e.message); }
 }
