@@ -84,6 +84,10 @@ class NotFoundError(ShoalError):
     """Raised when a job, item, pipeline or file that was asked for does not exist."""
 
 
+class StorageError(ShoalError):
+    """Raised when a run folder at a URL cannot be read: a missing extra, credentials, the network."""
+
+
 class UnknownPipelineError(NotFoundError):
     """Raised when a submission names a pipeline the service does not serve; lists the known ones."""
 

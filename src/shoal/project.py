@@ -39,10 +39,15 @@ class Project:
 def load_project(root: str | Path) -> Project:
     """Import a project's pipeline.py and find its Pipeline; errors name the file and the fix."""
     folder = locate(root)
-    config = read_config(folder)
-    digest = fingerprint(folder, config)
-    module = _import(folder / PIPELINE_FILE, f"_shoal_project_{digest}")
-    return Project(folder, _find_pipeline(module, folder), digest, config)
+    for _ in range(3):
+        config = read_config(folder)
+        digest = fingerprint(folder, config)
+        name = f"_shoal_project_{digest}"
+        module = _import(folder / PIPELINE_FILE, name)
+        if fingerprint(folder, read_config(folder)) == digest:
+            return Project(folder, _find_pipeline(module, folder), digest, config)
+        del sys.modules[name]  # the code changed while it was imported: that module is not `digest`
+    raise ProjectError(f"{folder} keeps changing while it is loaded: try again once the edit is saved")
 
 
 def locate(root: str | Path) -> Path:
@@ -66,12 +71,21 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def fingerprint(folder: Path, config: dict[str, Any] | None = None) -> str:
     """Hash of the project's code files: changes to code or settings make a new job."""
-    patterns = (*_CODE_GLOBS, *(config or {}).get("project", {}).get("include", []))
     digest = hashlib.sha256()
-    for path in _code_files(folder, patterns):
+    for path in code_files(folder, config):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # deleted since the folder was listed: hash the folder without it
+            continue
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()[:16]
+
+
+def code_files(folder: Path, config: dict[str, Any] | None = None) -> list[Path]:
+    """The files the fingerprint covers, in a stable order."""
+    patterns = (*_CODE_GLOBS, *(config or {}).get("project", {}).get("include", []))
+    return _code_files(folder, patterns)
 
 
 def _code_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -79,7 +93,12 @@ def _code_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     for parent, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
         rel = Path(parent).relative_to(folder)
-        found += [Path(parent, f) for f in files if any(fnmatch(str(rel / f), p) or fnmatch(f, p) for p in patterns)]
+        found += [
+            Path(parent, f)
+            for f in files
+            if any(fnmatch(str(rel / f), p) or fnmatch(f, p) for p in patterns)
+            and os.path.isfile(os.path.join(parent, f))  # not an editor's dangling lock link (.#pipeline.py)
+        ]
     return sorted(found)
 
 

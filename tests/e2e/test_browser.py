@@ -159,3 +159,8 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
         page.click("#artifacts .unplayable a")
     assert download.value.suggested_filename == "clip-mp4v.mp4"
     assert Path(download.value.path()).read_bytes()[4:8] == b"ftyp"  # an MP4 file, whole
+
+    page.route("**/clip.webm", lambda route: route.fulfill(status=404, body="gone"))  # as if deleted meanwhile
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#artifacts .unplayable').length === 2")
+    assert "Could not load clip.webm: HTTP 404" in page.text_content("#artifacts")

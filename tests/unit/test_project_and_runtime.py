@@ -158,7 +158,10 @@ def test_fingerprint_follows_code_not_data(make_project: MakeProject) -> None:
     assert fingerprint(project) != before
     after = fingerprint(project)
     (project / "shoal.toml").write_text("[run]\nretries = 2\n")
-    assert fingerprint(project) != after
+    edited = fingerprint(project)
+    assert edited != after
+    (project / ".#pipeline.py").symlink_to("root@host.1234:1700000000")  # an editor's lock: a dangling link
+    assert fingerprint(project) == edited
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from shoal.errors import AuthenticationError, ConfigError, PermissionDeniedError, UnknownPipelineError
+from shoal.errors import (
+    AuthenticationError,
+    ConfigError,
+    PermissionDeniedError,
+    ProjectError,
+    UnknownPipelineError,
+)
 from shoal.store import Ledger
 from shoal.store.tokens import create_token, has_tokens, list_tokens, revoke_token, token_name
 from shoal.web.catalog import Catalog
@@ -81,3 +87,35 @@ def test_an_unknown_pipeline_names_the_known_ones() -> None:
     with pytest.raises(UnknownPipelineError, match="known pipelines: none") as caught:
         Catalog().get("faces")
     assert caught.value.known == []
+
+
+PIPELINE = (
+    "import shoal\npipeline = shoal.Pipeline({name!r})\n\n@pipeline.stage()\ndef {stage}(item):\n    return {{}}\n"
+)
+
+
+def test_the_catalog_reloads_edited_code_and_keeps_the_last_good_version(tmp_path: Path) -> None:
+    folders = {}
+    for name in ("alpha", "beta"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "pipeline.py").write_text(PIPELINE.format(name=name, stage="first"))
+    catalog = Catalog.load(list(folders.values()))
+    old = catalog.get("alpha")
+
+    (folders["alpha"] / "pipeline.py").write_text(PIPELINE.format(name="alpha", stage="second"))
+    new = catalog.get("alpha")
+    assert new.fingerprint != old.fingerprint
+    assert [s.name for s in new.pipeline.stages] == ["second"]
+    assert catalog.get("alpha") is new  # unchanged since: not loaded again
+
+    (folders["alpha"] / "pipeline.py").write_text(PIPELINE.format(name="beta", stage="second"))  # beta's name
+    with pytest.raises(ProjectError, match="two projects define pipeline 'beta'"):
+        catalog.get("alpha")
+    assert [p.pipeline.name for p in catalog] == ["alpha", "beta"]  # the listing keeps the last good alpha
+    assert catalog.names == ["alpha", "beta"]
+
+    (folders["alpha"] / "pipeline.py").write_text(PIPELINE.format(name="gamma", stage="second"))  # renamed
+    with pytest.raises(UnknownPipelineError):
+        catalog.get("alpha")
+    assert catalog.names == ["beta", "gamma"]

@@ -1,8 +1,10 @@
 """The pipelines a server offers: the projects given with --project, by name.
 
-A project's code is checked on every use: when its fingerprint changed since it was loaded, it
-is imported again, so an edited pipeline is served without a restart and its jobs record the
-new fingerprint. Workers warm with the old code keep serving only jobs of the old code.
+A project's code is checked on every use: when its files changed since it was loaded (their
+sizes and times, then their hash), it is imported again, so an edited pipeline is served without
+a restart and its jobs record the new fingerprint. Workers warm with the old code keep serving
+only jobs of the old code. Modules that pipeline.py imports from its folder are read by the
+workers afresh, not by the server.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shoal.errors import ConfigError, ProjectError, UnknownPipelineError
-from shoal.project import Project, fingerprint, load_project, read_config
+from shoal.project import Project, code_files, fingerprint, load_project, read_config
 
 log = logging.getLogger("shoal.web")
+
+Stamp = tuple[tuple[str, int, int], ...]
 
 
 class Catalog:
@@ -23,20 +27,22 @@ class Catalog:
 
     def __init__(self, projects: Sequence[Project] = ()) -> None:
         self._by_name: dict[str, Project] = {}
+        self._stamps: dict[Path, Stamp] = {}
         self._lock = threading.Lock()
         for project in projects:
             self._add(project)
+            self._stamps[project.root] = _stamp(project)
 
     @classmethod
     def load(cls, folders: Sequence[Path]) -> Catalog:
         return cls([load_project(folder) for folder in folders])
 
     def __iter__(self) -> Iterator[Project]:
-        """Every project, current; one whose new code fails to import is listed as last loaded."""
+        """Every project, current; one whose new code fails to load is listed as last loaded."""
         for name in self.names:
             try:
                 self.get(name)
-            except ProjectError as exc:
+            except ConfigError as exc:  # ProjectError included
                 log.warning("shoal: %s", exc)
             except UnknownPipelineError:
                 pass  # renamed in its code: listed under its new name
@@ -53,24 +59,15 @@ class Catalog:
 
     def get(self, name: str) -> Project:
         """The project of a pipeline, with its current code; an unknown name raises an error
-        listing the known ones, code that no longer imports a ProjectError saying why."""
+        listing the known ones, code that no longer loads a ProjectError saying why."""
         with self._lock:
             project = self._by_name.get(name)
             if project is None:
                 raise UnknownPipelineError(name, sorted(self._by_name))
-            if fingerprint(project.root, read_config(project.root)) == project.fingerprint:
-                return project
-            fresh = load_project(project.root)
-            del self._by_name[name]
             try:
-                self._add(fresh)
-            except ConfigError:
-                self._by_name[name] = project
-                raise
-            log.info("shoal: reloaded %s: version %s -> %s", project.root, project.fingerprint, fresh.fingerprint)
-            if fresh.pipeline.name != name:
-                raise UnknownPipelineError(name, sorted(self._by_name))
-            return fresh
+                return self._current(name, project)
+            except OSError as exc:
+                raise ProjectError(f"cannot read project {project.root}: {exc}") from exc
 
     def for_job(self, pipeline: str, root: str) -> Project | None:
         """The project a recorded job ran, if this server still serves it from the same folder."""
@@ -78,8 +75,40 @@ class Catalog:
             project = self._by_name.get(pipeline)
         return project if project is not None and str(project.root) == root else None
 
+    def _current(self, name: str, project: Project) -> Project:
+        stamp = _stamp(project)
+        if stamp == self._stamps.get(project.root):
+            return project
+        if fingerprint(project.root, read_config(project.root)) == project.fingerprint:
+            self._stamps[project.root] = stamp  # touched, not changed
+            return project
+        fresh = load_project(project.root)
+        del self._by_name[name]
+        try:
+            self._add(fresh)
+        except ConfigError as exc:
+            self._by_name[name] = project
+            raise ProjectError(f"{fresh.root}: {exc}") from None
+        self._stamps[project.root] = stamp  # taken before the hash: a later edit changes it again
+        log.info("shoal: reloaded %s: version %s -> %s", project.root, project.fingerprint, fresh.fingerprint)
+        if fresh.pipeline.name != name:
+            raise UnknownPipelineError(name, sorted(self._by_name))
+        return fresh
+
     def _add(self, project: Project) -> None:
         name = project.pipeline.name
         if name in self._by_name:
             raise ConfigError(f"two projects define pipeline {name!r}: {self._by_name[name].root} and {project.root}")
         self._by_name[name] = project
+
+
+def _stamp(project: Project) -> Stamp:
+    """Names, sizes and modification times of a project's code files: cheap to compare."""
+    stamp = []
+    for path in code_files(project.root, read_config(project.root)):
+        try:
+            found = path.stat()
+        except FileNotFoundError:  # deleted since the folder was listed
+            continue
+        stamp.append((str(path), found.st_size, found.st_mtime_ns))
+    return tuple(stamp)

@@ -17,10 +17,11 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
-from shoal.errors import NotFoundError
+from shoal.errors import NotFoundError, ShoalError, StorageError
 from shoal.outputs import atomic_write, export_parquet, export_results, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 
@@ -104,16 +105,19 @@ def artifact_root(job: JobRecord, item_id: str) -> Path:
 def artifact(job: JobRecord, item_id: str, name: str) -> Path:
     """The file of an item's artifact; anything outside the item's folder is not found."""
     folder = artifact_root(job, item_id)
-    parts = PurePosixPath(name).parts
     missing = NotFoundError(f"item {item_id} has no artifact {name!r}")
-    if not parts or name.startswith("/") or any(part in (".", "..", "") for part in parts):
+    if not name or name.startswith("/") or ".." in PurePosixPath(name).parts:
         raise missing
-    path = folder.joinpath(*parts)
+    path = folder.joinpath(*PurePosixPath(name).parts)
     if is_local(folder):
         path = path.resolve()
-        if not path.is_relative_to(folder):
+        if not path.is_relative_to(folder) or not path.is_file():
             raise missing
-    if not path.is_file():
+        return path
+    with _remote(folder):
+        folder.fs.invalidate_cache()  # type: ignore[attr-defined]  # a running job adds files
+        found = path.is_file()
+    if not found:
         raise missing
     return path
 
@@ -125,22 +129,35 @@ def artifacts(job: JobRecord, item_id: str) -> list[tuple[str, int, str]]:
 
 def _files(folder: Path) -> list[tuple[str, int, Path]]:
     """(name under folder, bytes, path) of every file below ``folder``, local or at a URL; none
-    under a staging folder (artifacts of items not finished)."""
+    under a staging folder (artifacts of items not finished), none linked from outside it."""
     found = []
     if is_local(folder):
         for parent, dirs, names in os.walk(folder):
             dirs[:] = [d for d in dirs if d != STAGING]
             for filename in names:
                 path = Path(parent, filename)
-                found.append((path.relative_to(folder).as_posix(), path.stat().st_size, path))
-    else:
+                if path.resolve().is_relative_to(folder.resolve()) and path.is_file():
+                    found.append((path.relative_to(folder).as_posix(), path.stat().st_size, path))
+        return sorted(found)
+    with _remote(folder):
         fs, base = folder.fs, folder.path.rstrip("/")  # type: ignore[attr-defined]
-        fs.invalidate_cache(base)  # a running job adds files: list what is there now
+        fs.invalidate_cache()  # a running job adds files: list what is there now
         for key, info in fs.find(base, detail=True).items():
             name = key[len(base) + 1 :]
             if name and not name.startswith(f"{STAGING}/"):
                 found.append((name, int(info.get("size") or 0), folder.joinpath(*name.split("/"))))
     return sorted(found)
+
+
+@contextmanager
+def _remote(folder: Path) -> Iterator[None]:
+    """Errors of an object store (no s3fs, no credentials, no network) as one StorageError."""
+    try:
+        yield
+    except ShoalError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"cannot read {folder}: {type(exc).__name__}: {exc}") from exc
 
 
 def media_kind(name: str) -> str:
@@ -152,10 +169,17 @@ def media_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
-def stream(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """A file at a URL, read a chunk at a time (a video need not fit in memory)."""
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
+def open_remote(path: Path) -> tuple[IO[bytes], int]:
+    """An artifact at a URL, opened, and its size: opened before an answer is sent, so a failure
+    is an error answer rather than a truncated download."""
+    with _remote(path):
+        return path.open("rb"), path.stat().st_size
+
+
+def chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """The rest of a file, a chunk at a time (a video need not fit in memory); closes it."""
+    with handle:
+        while block := handle.read(size):
             yield block
 
 
@@ -168,11 +192,20 @@ def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None =
     exports.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{job.id}.", suffix=".zip", dir=exports)
     os.close(fd)
+    try:
+        _write_zip(Path(name), ledger, job, exports, item_id)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _write_zip(name: Path, ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None) -> None:
     with zipfile.ZipFile(name, "w", zipfile.ZIP_STORED) as archive:
         if item_id is not None:
             if not _add_tree(archive, artifact_root(job, item_id), item_id):
                 raise NotFoundError(f"item {item_id} has no artifacts")
-            return Path(name)
+            return
         for kind in ("jsonl", "csv", "errors"):
             archive.write(result_file(ledger, job, kind, exports), RESULT_FILES[kind])
         archive.writestr("report.json", json.dumps(report(ledger, job), indent=2))
@@ -180,7 +213,6 @@ def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None =
             for chart_name in CHARTS:
                 archive.writestr(chart_name, chart(ledger, job, chart_name))
         _add_tree(archive, run_folder(job.out) / "artifacts", "artifacts")
-    return Path(name)
 
 
 def _add_tree(archive: zipfile.ZipFile, folder: Path, prefix: str) -> int:
@@ -190,6 +222,10 @@ def _add_tree(archive: zipfile.ZipFile, folder: Path, prefix: str) -> int:
         if is_local(path):
             archive.write(path, f"{prefix}/{name}")
         else:
-            with path.open("rb") as source, archive.open(f"{prefix}/{name}", "w") as target:
+            with (
+                _remote(path),
+                path.open("rb") as source,
+                archive.open(f"{prefix}/{name}", "w", force_zip64=True) as target,
+            ):
                 shutil.copyfileobj(source, target, 1 << 20)
     return len(files)

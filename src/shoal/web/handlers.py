@@ -21,6 +21,7 @@ from shoal.errors import (
     PermissionDeniedError,
     ProjectError,
     ShoalError,
+    StorageError,
     UnknownPipelineError,
     UploadTooLargeError,
 )
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[ShoalError], int]] = [
     (JobBusyError, 409),
     (UploadTooLargeError, 413),
     (ProjectError, 503),  # the server's own pipeline code fails to load: not the request's fault
+    (StorageError, 503),
     (ConfigError, 422),
     (ShoalError, 400),
 ]

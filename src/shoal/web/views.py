@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -10,12 +11,14 @@ from urllib.parse import quote
 
 from sqlalchemy import RowMapping
 
+from shoal.errors import StorageError
 from shoal.store import JobRecord, Ledger
 from shoal.store.queries import counts_of, find_job, item_events
 from shoal.web import downloads
 from shoal.web.schemas import ArtifactPublic, Attempt, Counts, ItemDetail, ItemPublic, JobPublic, Live
 from shoal.web.service import JobService
 
+log = logging.getLogger("shoal.web")
 ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f != "artifacts")
 
 
@@ -108,10 +111,17 @@ def item_public(row: RowMapping, job: JobRecord | None = None) -> ItemPublic:
 
 
 def artifacts_of(job: JobRecord, item_id: str) -> list[ArtifactPublic]:
+    """An item's artifacts; none when its run folder's store cannot be read now (logged): the
+    item's record is still worth showing."""
     base = f"/api/v1/jobs/{quote(job.id)}/artifacts/{quote(item_id)}/"
+    try:
+        found = downloads.artifacts(job, item_id)
+    except StorageError as exc:
+        log.warning("shoal: artifacts of %s in job %s: %s", item_id, job.id, exc)
+        return []
     return [
         ArtifactPublic(name=name, size=size, kind=kind, url=base + quote(name))  # type: ignore[arg-type]
-        for name, size, kind in downloads.artifacts(job, item_id)
+        for name, size, kind in found
     ]
 
 

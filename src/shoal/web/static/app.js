@@ -41,15 +41,26 @@ function duration(seconds) {
 
 const when = (epoch) => new Date(epoch * 1000).toLocaleString();
 
-// A video the browser cannot decode (OpenCV's default mp4v, say) becomes a note with a download
-// link instead of a black box: browsers play WebM (VP8/VP9) and H.264 MP4.
+// A video the browser cannot play becomes a note with a download link instead of a black box:
+// either its codec (OpenCV's default mp4v plays in no browser; WebM VP8/VP9 and H.264 MP4 do) or
+// the file could not be fetched, which a second request tells apart.
 function watchVideos(root) {
   for (const video of root.querySelectorAll("video")) {
-    const replace = () => {
+    const replace = async () => {
       const name = decodeURIComponent(video.src.split("/").pop());
+      let why = `This browser cannot play ${name} (its codec); WebM (VP8/VP9) or H.264 MP4 would preview here.`;
+      try {
+        const answer = await fetch(video.src);
+        answer.body?.cancel();
+        if (!answer.ok) why = `Could not load ${name}: HTTP ${answer.status}.`;
+      } catch (e) { why = `Could not load ${name}: ${e.message}.`; }
       const note = document.createElement("p");
+      const link = document.createElement("a");
       note.className = "unplayable";
-      note.innerHTML = `This browser cannot play ${esc(name)} (its codec). <a href="${esc(video.src)}" download="${esc(name)}">Download it</a>; write WebM (VP8/VP9) or H.264 MP4 to preview videos here.`;
+      link.href = video.src;
+      link.download = name;
+      link.textContent = "Download it";
+      note.append(why + " ", link);
       video.replaceWith(note);
     };
     if (video.error) replace();

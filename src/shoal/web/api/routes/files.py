@@ -83,8 +83,9 @@ def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep) -> Respon
     path = downloads.artifact(job, item_id, name)
     media = downloads.media_type(path)
     if not is_local(path):  # in an object store: streamed through
-        disposition = f"inline; filename*=utf-8''{quote(path.name)}"
-        return StreamingResponse(downloads.stream(path), media_type=media, headers={"Content-Disposition": disposition})
+        handle, size = downloads.open_remote(path)
+        headers = {"Content-Disposition": f"inline; filename*=utf-8''{quote(path.name)}", "Content-Length": str(size)}
+        return StreamingResponse(downloads.chunks(handle), media_type=media, headers=headers)
     return FileResponse(path, media_type=media, content_disposition_type="inline", filename=path.name)
 
 
