@@ -41,12 +41,13 @@ def load_project(root: str | Path) -> Project:
     folder = locate(root)
     for _ in range(3):
         config = read_config(folder)
+        before = code_stamp(folder, config)
         digest = fingerprint(folder, config)
         name = f"_shoal_project_{digest}"
         module = _import(folder / PIPELINE_FILE, name)
-        if fingerprint(folder, read_config(folder)) == digest:
+        if code_stamp(folder, read_config(folder)) == before:
             return Project(folder, _find_pipeline(module, folder), digest, config)
-        del sys.modules[name]  # the code changed while it was imported: that module is not `digest`
+        del sys.modules[name]  # the code changed while it was hashed or imported: it may not be `digest`
     raise ProjectError(f"{folder} keeps changing while it is loaded: try again once the edit is saved")
 
 
@@ -86,6 +87,21 @@ def code_files(folder: Path, config: dict[str, Any] | None = None) -> list[Path]
     """The files the fingerprint covers, in a stable order."""
     patterns = (*_CODE_GLOBS, *(config or {}).get("project", {}).get("include", []))
     return _code_files(folder, patterns)
+
+
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def code_stamp(folder: Path, config: dict[str, Any] | None = None) -> Stamp:
+    """Names, sizes and modification times of the code files: a cheap test for a change."""
+    stamp = []
+    for path in code_files(folder, config):
+        try:
+            found = path.stat()
+        except FileNotFoundError:  # deleted since the folder was listed
+            continue
+        stamp.append((str(path), found.st_size, found.st_mtime_ns))
+    return tuple(stamp)
 
 
 def _code_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:

@@ -15,11 +15,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shoal.errors import ConfigError, ProjectError, UnknownPipelineError
-from shoal.project import Project, code_files, fingerprint, load_project, read_config
+from shoal.project import Project, Stamp, code_stamp, fingerprint, load_project, read_config
 
 log = logging.getLogger("shoal.web")
-
-Stamp = tuple[tuple[str, int, int], ...]
 
 
 class Catalog:
@@ -31,7 +29,7 @@ class Catalog:
         self._lock = threading.Lock()
         for project in projects:
             self._add(project)
-            self._stamps[project.root] = _stamp(project)
+            self._stamps[project.root] = code_stamp(project.root, read_config(project.root))
 
     @classmethod
     def load(cls, folders: Sequence[Path]) -> Catalog:
@@ -76,7 +74,7 @@ class Catalog:
         return project if project is not None and str(project.root) == root else None
 
     def _current(self, name: str, project: Project) -> Project:
-        stamp = _stamp(project)
+        stamp = code_stamp(project.root, read_config(project.root))
         if stamp == self._stamps.get(project.root):
             return project
         if fingerprint(project.root, read_config(project.root)) == project.fingerprint:
@@ -100,15 +98,3 @@ class Catalog:
         if name in self._by_name:
             raise ConfigError(f"two projects define pipeline {name!r}: {self._by_name[name].root} and {project.root}")
         self._by_name[name] = project
-
-
-def _stamp(project: Project) -> Stamp:
-    """Names, sizes and modification times of a project's code files: cheap to compare."""
-    stamp = []
-    for path in code_files(project.root, read_config(project.root)):
-        try:
-            found = path.stat()
-        except FileNotFoundError:  # deleted since the folder was listed
-            continue
-        stamp.append((str(path), found.st_size, found.st_mtime_ns))
-    return tuple(stamp)
