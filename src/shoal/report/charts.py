@@ -16,29 +16,39 @@ from shoal.report.stats import JobData
 
 COLOURS = {"succeeded": "#2e9d4a", "retried attempt": "#f0a030", "failed": "#d33b3b"}
 MAX_BARS_PER_ROW = 3000  #: beyond this, neighbouring bars closer than a pixel are merged
+Bar = tuple[float, float, str]  #: start (seconds since the job started), width, outcome
 
 
 def runtime_chart(data: JobData, target: IO[Any]) -> None:
+    """A row per worker, a bar per item attempt coloured by outcome; items a worker ran together
+    (a batch) share its row in lanes, so a failed item never hides its batch's successes."""
     t0 = _origin(data)
-    bars: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    bars: dict[str, list[Bar]] = defaultdict(list)
     for r in data.items:
         if r["worker"] and r["finished_at"]:
             outcome = "succeeded" if r["status"] == "succeeded" else "failed"
-            bars[r["worker"]][outcome].append((r["started_at"] - t0, r["finished_at"] - r["started_at"]))
+            bars[r["worker"]].append((r["started_at"] - t0, r["finished_at"] - r["started_at"], outcome))
     for e in data.events:
         if e["kind"] == "retry" and e["worker"] and e["started_at"] and e["finished_at"]:
-            bars[e["worker"]]["retried attempt"].append((e["started_at"] - t0, e["finished_at"] - e["started_at"]))
-    workers = sorted(bars, key=lambda w: min(s for spans in bars[w].values() for s, _ in spans))
-    span = max((s + d for w in bars.values() for spans in w.values() for s, d in spans), default=1.0)
+            bars[e["worker"]].append((e["started_at"] - t0, e["finished_at"] - e["started_at"], "retried attempt"))
+    workers = sorted(bars, key=lambda w: min(start for start, _, _ in bars[w]))
+    span = max((start + width for row in bars.values() for start, width, _ in row), default=1.0)
     figure = Figure(figsize=(11, max(3.0, 0.4 * len(workers) + 1.6)), layout="constrained")
     ax = figure.add_subplot()
     for row, worker in enumerate(workers):
-        for outcome, spans in bars[worker].items():
-            merged = _merge(spans, span / 2000)
-            outline = len(merged) <= 400  # outline bars while each item can still be told apart
-            ax.broken_barh(
-                merged, (row - 0.4, 0.8), facecolor=COLOURS[outcome], edgecolor="white", linewidth=0.4 if outline else 0
-            )
+        rows = lanes(bars[worker], span / 2000)
+        height = 0.8 / len(rows)
+        for number, lane in enumerate(rows):
+            for outcome, colour in COLOURS.items():
+                merged = _merge([(start, width) for start, width, kind in lane if kind == outcome], span / 2000)
+                outline = len(merged) <= 400 and len(rows) <= 8  # outlines while bars can be told apart
+                ax.broken_barh(
+                    merged,
+                    (row - 0.4 + number * height, height),
+                    facecolor=colour,
+                    edgecolor="white",
+                    linewidth=0.4 if outline else 0,
+                )
     for start, _ in data.run_spans()[1:]:
         ax.axvline(start - t0, color="#555555", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(workers)), workers, fontsize=8)
@@ -72,6 +82,23 @@ def throughput_chart(data: JobData, target: IO[Any]) -> None:
     ax.set_title(f"{data.job.id}: throughput")
     ax.grid(alpha=0.3)
     figure.savefig(target, format="png", dpi=110)
+
+
+def lanes(bars: list[Bar], tolerance: float) -> list[list[Bar]]:
+    """Bars split into as few lanes as keep each lane free of overlaps (earliest free lane
+    first); overlaps shorter than ``tolerance`` do not count."""
+    found: list[list[Bar]] = []
+    ends: list[float] = []
+    for bar in sorted(bars):
+        start, width, _ = bar
+        lane = next((i for i, end in enumerate(ends) if end <= start + tolerance), None)
+        if lane is None:
+            found.append([])
+            ends.append(0.0)
+            lane = len(found) - 1
+        found[lane].append(bar)
+        ends[lane] = start + width
+    return found or [[]]
 
 
 def _origin(data: JobData) -> float:

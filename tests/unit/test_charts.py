@@ -1,0 +1,60 @@
+"""The Gantt chart: what a reader sees of each item, batched or not."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.image import imread
+
+import shoal
+from shoal.report.charts import COLOURS, lanes, runtime_chart
+from shoal.report.stats import JobData
+from shoal.store import Ledger
+from tests.conftest import MakeProject
+
+BATCHED = """
+import time
+import shoal
+pipeline = shoal.Pipeline("batched")
+
+@pipeline.stage(batch_size=8)
+def work(items):
+    time.sleep(0.3)
+    return [shoal.ItemError("bad on purpose", retry=False) if i.input.endswith("7.txt") else {} for i in items]
+"""
+
+
+def test_items_run_together_get_a_lane_each_and_items_in_turn_share_one() -> None:
+    batch = [(1.0, 0.5, "succeeded"), (1.0, 0.5, "failed"), (1.0, 0.49, "succeeded")]
+    in_turn = [(2.0, 0.2, "succeeded"), (2.2, 0.2, "succeeded"), (2.3999, 0.1, "failed")]  # jitter under tolerance
+    found = lanes(batch + in_turn, tolerance=0.001)
+    assert len(found) == 3  # the batch of three side by side; the items in turn after it, in the first lane
+    assert sorted(bar for lane in found for bar in lane) == sorted(batch + in_turn)
+    assert found[0][1:] == in_turn
+    for lane in found:
+        assert all(a[0] + a[1] <= b[0] + 0.001 for a, b in itertools.pairwise(lane))
+    assert lanes([], 0.001) == [[]]
+
+
+def test_a_failed_item_does_not_hide_the_successes_of_its_batch(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    result = shoal.run(make_project(BATCHED), [str(inputs(8))], workers=1, report=False)
+    assert result.counts["failed"] == 1
+    ledger = Ledger(result.db)
+    png = io.BytesIO()
+    runtime_chart(JobData.load(ledger, result.job_id), png)
+    ledger.close()
+    pixels = imread(io.BytesIO(png.getvalue()))[..., :3]
+
+    def area(colour: str) -> int:
+        rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        return int((np.abs(pixels - rgb).max(axis=-1) < 0.02).sum())
+
+    green, red = area(COLOURS["succeeded"]), area(COLOURS["failed"])
+    assert red > 0
+    assert green > 5 * red  # seven of the eight items succeeded, and they show
