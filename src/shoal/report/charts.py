@@ -56,7 +56,8 @@ def runtime_chart(data: JobData, target: IO[Any]) -> None:
     ax.set_xlim(0, span * 1.02)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the job started")
-    ax.set_title(f"{data.job.id}: {len(data.items)} items on {len(workers)} worker processes")
+    processes = "1 worker process" if len(workers) == 1 else f"{len(workers)} worker processes"
+    ax.set_title(f"{data.job.id}: {len(data.items)} items on {processes}")
     ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="upper right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     figure.savefig(target, format="png", dpi=110)
