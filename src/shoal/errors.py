@@ -84,6 +84,14 @@ class NotFoundError(ShoalError):
     """Raised when a job, item, pipeline or file that was asked for does not exist."""
 
 
+class RangeNotSatisfiableError(ShoalError):
+    """Raised when a request asks for bytes beyond the end of a file."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range asked for is outside the file ({size} bytes)")
+        self.size = size
+
+
 class StorageError(ShoalError):
     """Raised when a run folder at a URL cannot be read: a missing extra, credentials, the network."""
 

@@ -120,6 +120,14 @@ def test_the_server_shows_and_zips_artifacts_kept_on_s3(
             assert response.content == s3.cat(f"{run}/artifacts/{item['id']}/{artifact['name']}")
             assert response.headers["content-length"] == str(artifact["size"])
         assert http.get(f"/api/v1/jobs/{result.job_id}/artifacts/{item['id']}/nope.txt").status_code == 404
+        deeper = detail["artifacts"][1]["url"]  # a video player seeks with Range requests
+        part = http.get(deeper, headers={"Range": "bytes=2-4"})
+        assert part.status_code == 206
+        assert part.content == (text * 2).encode()[2:5]
+        assert part.headers["content-range"] == f"bytes 2-4/{2 * len(text)}"
+        beyond = http.get(deeper, headers={"Range": f"bytes={2 * len(text)}-"})
+        assert beyond.status_code == 416
+        assert beyond.headers["content-range"] == f"bytes */{2 * len(text)}"
 
         archive = zipfile.ZipFile(io.BytesIO(http.get(f"/api/v1/jobs/{result.job_id}/artifacts.zip").content))
         names = set(archive.namelist())

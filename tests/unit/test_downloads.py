@@ -11,7 +11,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from shoal.errors import NotFoundError, StorageError
+from shoal.errors import NotFoundError, RangeNotSatisfiableError, StorageError
 from shoal.store import JobRecord
 from shoal.web import downloads
 from shoal.web.views import artifacts_of
@@ -42,7 +42,7 @@ def test_artifacts_at_a_url_are_listed_opened_and_zipped(remote: Remote, tmp_pat
     job, fs, base = remote
     assert downloads.artifacts(job, "item-1") == [("clips/a.webm", 400, "video"), ("frame.png", 7, "image")]
     handle, size = downloads.open_remote(downloads.artifact(job, "item-1", "clips/a.webm"))
-    assert (b"".join(downloads.chunks(handle, 64)), size) == (b"webm" * 100, 400)
+    assert (b"".join(downloads.chunks(handle, size=64)), size) == (b"webm" * 100, 400)
 
     fs.pipe(f"{base}/artifacts/item-1/late.txt", b"written since the last listing")
     assert "late.txt" in [name for name, _, _ in downloads.artifacts(job, "item-1")]
@@ -90,3 +90,27 @@ def test_a_store_the_server_cannot_read_is_a_storage_error_not_a_crash(tmp_path:
     with pytest.raises(StorageError):
         downloads.job_zip(None, job, tmp_path, "item-1")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []  # no half-written zip left behind
+
+
+@pytest.mark.parametrize(
+    ("header", "span"),
+    [(None, None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 399)), ("bytes=-50", (350, 399)),
+     ("bytes=390-1000", (390, 399)), ("bytes=-1000", (0, 399)), ("bytes=0-1,5-9", None), ("lines=1-2", None),
+     ("bytes=-", None)],
+)  # fmt: skip
+def test_a_range_header_picks_the_bytes_of_a_400_byte_file(header: str | None, span: tuple[int, int] | None) -> None:
+    assert downloads.byte_range(header, 400) == span
+
+
+@pytest.mark.parametrize("header", ["bytes=400-", "bytes=500-600", "bytes=9-3", "bytes=-0"])
+def test_a_range_outside_the_file_is_refused_with_its_size(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiableError) as refused:
+        downloads.byte_range(header, 400)
+    assert refused.value.size == 400
+
+
+def test_chunks_read_the_span_asked_for(remote: Remote) -> None:
+    job, _, _ = remote
+    path = downloads.artifact(job, "item-1", "clips/a.webm")
+    handle, _ = downloads.open_remote(path)
+    assert b"".join(downloads.chunks(handle, 6, 7, size=3)) == (b"webm" * 100)[6:13]

@@ -13,6 +13,7 @@ import io
 import json
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from shoal.errors import NotFoundError, ShoalError, StorageError
+from shoal.errors import NotFoundError, RangeNotSatisfiableError, ShoalError, StorageError
 from shoal.outputs import atomic_write, export_parquet, export_results, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 
@@ -176,11 +177,36 @@ def open_remote(path: Path) -> tuple[IO[bytes], int]:
         return path.open("rb"), path.stat().st_size
 
 
-def chunks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    """The rest of a file, a chunk at a time (a video need not fit in memory); closes it."""
+def chunks(handle: IO[bytes], first: int = 0, length: int | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+    """``length`` bytes of a file from ``first`` (the rest when None), a chunk at a time (a video
+    need not fit in memory); closes the file."""
     with handle:
-        while block := handle.read(size):
+        if first:
+            handle.seek(first)
+        left = length
+        while left is None or left > 0:
+            block = handle.read(size if left is None else min(size, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
             yield block
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The span (first, last byte) a ``Range: bytes=...`` header asks of a ``size``-byte file;
+    None for the whole file (no header, several ranges, another unit: a 200 is a valid answer)."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:  # bytes=-N: the last N bytes
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiableError(size)
+        return max(0, size - int(last)), size - 1
+    if int(first) >= size or (last and int(last) < int(first)):
+        raise RangeNotSatisfiableError(size)
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 def job_zip(ledger: Ledger, job: JobRecord, exports: Path, item_id: str | None = None) -> Path:

@@ -20,6 +20,7 @@ from shoal.errors import (
     NotFoundError,
     PermissionDeniedError,
     ProjectError,
+    RangeNotSatisfiableError,
     ShoalError,
     StorageError,
     UnknownPipelineError,
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[ShoalError], int]] = [
     (JobStateError, 409),
     (JobBusyError, 409),
     (UploadTooLargeError, 413),
+    (RangeNotSatisfiableError, 416),
     (ProjectError, 503),  # the server's own pipeline code fails to load: not the request's fault
     (StorageError, 503),
     (ConfigError, 422),
@@ -64,6 +66,8 @@ async def shoal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, UploadTooLargeError):
         body["limit"] = exc.limit
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RangeNotSatisfiableError):
+        headers = {"Content-Range": f"bytes */{exc.size}"}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

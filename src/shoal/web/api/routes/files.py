@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from shoal.errors import RangeNotSatisfiableError
 from shoal.outputs import is_local
 from shoal.web import downloads
 from shoal.web.api.deps import ItemId, JobDep, PartsDep
@@ -79,14 +80,26 @@ def artifacts_zip(
 
 
 @router.get("/artifacts/{item_id}/{name:path}", summary="One artifact of one item", responses=NOT_FOUND)
-def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep) -> Response:
+def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep, request: Request) -> Response:
     path = downloads.artifact(job, item_id, name)
     media = downloads.media_type(path)
-    if not is_local(path):  # in an object store: streamed through
-        handle, size = downloads.open_remote(path)
-        headers = {"Content-Disposition": f"inline; filename*=utf-8''{quote(path.name)}", "Content-Length": str(size)}
+    if is_local(path):  # Range requests (seeking in a video) answered by Starlette
+        return FileResponse(path, media_type=media, content_disposition_type="inline", filename=path.name)
+    handle, size = downloads.open_remote(path)  # in an object store: streamed through
+    try:
+        span = downloads.byte_range(request.headers.get("range"), size)
+    except RangeNotSatisfiableError:
+        handle.close()
+        raise
+    headers = {"Content-Disposition": f"inline; filename*=utf-8''{quote(path.name)}", "Accept-Ranges": "bytes"}
+    if span is None:
+        headers["Content-Length"] = str(size)
         return StreamingResponse(downloads.chunks(handle), media_type=media, headers=headers)
-    return FileResponse(path, media_type=media, content_disposition_type="inline", filename=path.name)
+    first, last = span
+    headers |= {"Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"}
+    return StreamingResponse(
+        downloads.chunks(handle, first, last - first + 1), status_code=206, media_type=media, headers=headers
+    )
 
 
 def _remove(path: Path) -> None:
