@@ -100,12 +100,15 @@ def test_the_catalog_reloads_edited_code_and_keeps_the_last_good_version(tmp_pat
         folders[name] = tmp_path / name
         folders[name].mkdir()
         (folders[name] / "pipeline.py").write_text(PIPELINE.format(name=name, stage="first"))
-    catalog = Catalog.load(list(folders.values()))
+    assert Catalog.load(list(folders.values())).recheck_s == 1.0  # a server looks at most once a second
+    catalog = Catalog.load(list(folders.values()), recheck_s=0)
     old = catalog.get("alpha")
+    patient = Catalog.load([folders["alpha"]], recheck_s=3600)
 
     (folders["alpha"] / "pipeline.py").write_text(PIPELINE.format(name="alpha", stage="second"))
     new = catalog.get("alpha")
     assert new.fingerprint != old.fingerprint
+    assert [s.name for s in patient.get("alpha").pipeline.stages] == ["first"]  # not looked at again yet
     assert [s.name for s in new.pipeline.stages] == ["second"]
     assert catalog.get("alpha") is new  # unchanged since: not loaded again
 

@@ -1,7 +1,8 @@
 """The pipelines a server offers: the projects given with --project, by name.
 
-A project's code is checked on every use: when its files changed since it was loaded (their
-sizes and times, then their hash), it is imported again, so an edited pipeline is served without
+A project's code is checked when it is used, at most once every RECHECK_S seconds (a walk of a
+large project folder is not free): when its files changed since it was loaded (their sizes and
+times, then their hash), it is imported again, so an edited pipeline is served without
 a restart and its jobs record the new fingerprint. Workers warm with the old code keep serving
 only jobs of the old code. Modules that pipeline.py imports from its folder are read by the
 workers afresh, not by the server.
@@ -10,7 +11,9 @@ workers afresh, not by the server.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,22 +21,27 @@ from shoal.errors import ConfigError, ProjectError, UnknownPipelineError
 from shoal.project import Project, Stamp, code_stamp, fingerprint, load_project, read_config
 
 log = logging.getLogger("shoal.web")
+RECHECK_S = 1.0  #: seconds between looks at a project's files
 
 
 class Catalog:
     """Projects by pipeline name, reloaded when their code changes."""
 
-    def __init__(self, projects: Sequence[Project] = ()) -> None:
+    def __init__(self, projects: Sequence[Project] = (), recheck_s: float = RECHECK_S) -> None:
+        self.recheck_s = recheck_s
         self._by_name: dict[str, Project] = {}
         self._stamps: dict[Path, Stamp] = {}
+        self._looked: dict[Path, float] = {}  #: when each project's files were last looked at
+        self._broken: dict[Path, str] = {}  #: why a project's current code does not load
         self._lock = threading.Lock()
         for project in projects:
             self._add(project)
             self._stamps[project.root] = code_stamp(project.root, read_config(project.root))
+            self._looked[project.root] = time.monotonic()
 
     @classmethod
-    def load(cls, folders: Sequence[Path]) -> Catalog:
-        return cls([load_project(folder) for folder in folders])
+    def load(cls, folders: Sequence[Path], recheck_s: float = RECHECK_S) -> Catalog:
+        return cls([load_project(folder) for folder in folders], recheck_s)
 
     def __iter__(self) -> Iterator[Project]:
         """Every project, current; one whose new code fails to load is listed as last loaded."""
@@ -62,10 +70,7 @@ class Catalog:
             project = self._by_name.get(name)
             if project is None:
                 raise UnknownPipelineError(name, sorted(self._by_name))
-            try:
-                return self._current(name, project)
-            except OSError as exc:
-                raise ProjectError(f"cannot read project {project.root}: {exc}") from exc
+            return self._current(name, project)
 
     def for_job(self, pipeline: str, root: str) -> Project | None:
         """The project a recorded job ran, if this server still serves it from the same folder."""
@@ -74,6 +79,24 @@ class Catalog:
         return project if project is not None and str(project.root) == root else None
 
     def _current(self, name: str, project: Project) -> Project:
+        now = time.monotonic()
+        if now - self._looked.get(project.root, -math.inf) < self.recheck_s:
+            if project.root in self._broken:
+                raise ProjectError(self._broken[project.root])
+            return project
+        self._looked[project.root] = now
+        self._broken.pop(project.root, None)
+        try:
+            return self._reload(name, project)
+        except OSError as exc:
+            self._broken[project.root] = f"cannot read project {project.root}: {exc}"
+            raise ProjectError(self._broken[project.root]) from exc
+        except ProjectError as exc:
+            self._broken[project.root] = str(exc)
+            raise
+
+    def _reload(self, name: str, project: Project) -> Project:
+        """The project, loaded again if its code changed."""
         stamp = code_stamp(project.root, read_config(project.root))
         if stamp == self._stamps.get(project.root):
             return project
