@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.engines import EngineUnderTest, engine_for
+from tests.engines import EngineUnderTest, engine_for, require_service
 
 MakeProject = Callable[..., Path]
 
@@ -102,3 +103,22 @@ def serve(home: Path) -> Iterator[Callable[..., Any]]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of this test's own on the real PostgreSQL server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    require_service(5432)
+    name = f"shoal_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -4,10 +4,9 @@ It reads inputs a batch at a time, hands chunks to the engine within a bounded w
 decides what each outcome means: success, a retry after backoff, a batch to split so one bad
 item cannot fail its neighbours, or a final failure with a cause.
 
-Writes are batched. A new item is staged in memory for up to STAGE_S seconds before its row is
-inserted, so an item that finishes quickly is written once, with its outcome, instead of
-inserted and then updated. The job's input watermark only moves past entries whose rows are
-written, so a coordinator killed with items staged re-reads those entries on the next run.
+Writes are batched in a WriteBuffer, which forgets rows only once the ledger has them: the job's
+input watermark only moves past entries whose rows are written, so a coordinator killed (or a
+ledger that refused a write) leaves those entries to be read again by the next run.
 """
 
 from __future__ import annotations
@@ -32,31 +31,21 @@ from shoal.engines import (
     WorkerReady,
     describe_loss,
 )
-from shoal.errors import WorkerStartError
+from shoal.errors import JobBusyError, LedgerWriteError, WorkerStartError
 from shoal.middleware import Middleware, Progress
 from shoal.pipeline import Pipeline
 from shoal.sources import Entry
 from shoal.sources.feeds import Feed
 from shoal.store import JobRecord, Ledger
-from shoal.store.rows import (
-    HEAD,
-    NO_ERROR,
-    PENDING_TAIL,
-    SEQ,
-    failure_row,
-    item_head,
-    succeeded_row,
-    with_failure,
-    with_success,
-)
+from shoal.store.rows import failure_row, item_head
 from shoal.wire import JobSpec, WireItem
+from shoal.write_buffer import WriteBuffer
 
 INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
 MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
-STAGE_S = 1.0  #: seconds a new item may wait in memory for its outcome before its row is written
 HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the run is alive
 TICK = 0.1  #: seconds between progress updates
 STREAM_TICK = 0.02  #: seconds; with a stream open, look for new entries at least this often
@@ -88,6 +77,7 @@ class Coordinator:
         policy: RetryPolicy = RetryPolicy(),
         middleware: Middleware | None = None,
         settle_s: float = 5.0,
+        owner: str | None = None,
     ) -> None:
         self.ledger, self.job, self.engine, self.spec = ledger, job, engine, spec
         self.stage_names = [s.name for s in pipeline.stages]
@@ -96,26 +86,23 @@ class Coordinator:
         self.middleware = middleware or Middleware()
         self.settle_s = settle_s
         self._source = feed  #: kept after it ends, to acknowledge the last entries
-        self._feed: Feed | None = feed  #: None once every entry has been read
+        self._feed: Feed | None = None if job.ingested else feed  #: None once every entry has been read
         self._next_seq = job.entries
         self._resume_after: int | None = -1  #: ledger seq cursor while re-reading pending items
-        self._maybe_known = job.entries > 0  #: the ledger may hold items the inputs repeat
-        self._staged: dict[str, tuple[tuple[Any, ...], float]] = {}  #: new items (head, staged at), input order
-        self._settled: dict[str, tuple[Any, ...]] = {}  #: new items with an outcome, to write next commit
+        self._maybe_known = ledger.has_items(job.id)  #: the ledger may hold items the inputs repeat
+        self._buffer = WriteBuffer(ledger, job.id, job.num, owner)
         self._ready: deque[WireItem] = deque()
         self._solo: deque[WireItem] = deque()  #: items that must run alone (their batch failed)
         self._delayed: list[tuple[float, int, WireItem]] = []  #: retries waiting out their backoff
         self._inflight: dict[int, dict[str, WireItem]] = {}
         self._isolated: set[str] = set()
         self._losses: Counter[str] = Counter()
-        self._succeeded: list[tuple[Any, ...]] = []
-        self._unfinished: list[tuple[Any, ...]] = []
-        self._events: list[dict[str, Any]] = []
         self._chunk_ids = itertools.count(1)
         self._ticket = itertools.count()
         self._item_s: float | None = None  #: moving average of an item's stage seconds
         self._last_commit = self._last_tick = time.monotonic()
         self._stop_at: float | None = None
+        self._writable = True
         self.startup_s: float | None = None
         self.progress = Progress(ingested=job.ingested)
         self._census = engine.census if isinstance(engine, CountsWorkers) else None
@@ -150,11 +137,17 @@ class Coordinator:
         outcome = "aborted"
         try:
             outcome = self._loop()
+        except (LedgerWriteError, JobBusyError):
+            self._writable = False  # the ledger refused us: nothing more can be recorded by this run
+            raise
         finally:
             self.engine.stop(kill=outcome != "finished")
-            self._commit(final=True)
-            self._source.close()
-            self.middleware.on_progress(p)
+            try:
+                if self._writable:
+                    self._commit(final=True)
+            finally:
+                self._source.close()
+                self.middleware.on_progress(p)
         return outcome
 
     def _loop(self) -> str:
@@ -201,9 +194,7 @@ class Coordinator:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         since = now - self._last_commit
-        buffered = len(self._succeeded) + len(self._unfinished)
-        buffered += len(self._settled)
-        if (since >= COMMIT_EVERY and (buffered or self._staged)) or buffered >= 8192 or since >= HEARTBEAT_EVERY:
+        if self._buffer.due(now, since, COMMIT_EVERY) or since >= HEARTBEAT_EVERY:
             self._commit()
         if now - self._last_tick >= TICK:
             self.progress.in_flight = sum(len(c) for c in self._inflight.values())
@@ -265,7 +256,8 @@ class Coordinator:
             self.progress.ingested = True
             return 0
         known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known else {}
-        staged, settled, ready, job, now = self._staged, self._settled, self._ready, self.job.num, time.monotonic()
+        buffer, ready, job, now = self._buffer, self._ready, self.job.num, time.monotonic()
+        staged, settled = buffer.staged, buffer.settled
         fresh = 0
         for seq, entry in enumerate(batch, start=self._next_seq):
             item_id = entry.id
@@ -275,7 +267,7 @@ class Coordinator:
             meta = None if entry.meta is None else dumps(entry.meta)
             staged[item_id] = (item_head(job, item_id, seq, entry.input, entry.uri, meta), now)
             if entry.error is not None:
-                self._settle(item_id, failure_row(job, item_id, "failed", 0, _input_error(entry.error)))
+                buffer.fail(item_id, failure_row(job, item_id, "failed", 0, _input_error(entry.error)))
                 self.progress.failed += 1
             elif entry.meta is None and entry.input == entry.uri:
                 ready.append({"id": item_id, "uri": entry.uri})
@@ -330,25 +322,14 @@ class Coordinator:
         pending = self._inflight.get(event.chunk_id)
         if pending is None:
             return  # a late or repeated report of a chunk already settled
-        job, worker, report = self.job.num, event.worker, event.report
-        staged, settled = self._staged, self._settled
+        worker, report, succeed = event.worker, event.report, self._buffer.succeed
         done = 0
         for item_id, result, start, end, seconds in report.ok:
             wire = pending.pop(item_id, None)
             if wire is None:
                 continue  # a repeated delivery, already counted
             done += 1
-            attempt = wire.get("attempt", 1)
-            head = staged.pop(item_id, None)
-            if head is not None:  # the hot path: a new item, written once with its outcome
-                settled[item_id] = (*head[0], "succeeded", attempt, worker, start, end, seconds, result, *NO_ERROR)
-                continue
-            update = succeeded_row(job, item_id, attempt, worker, start, end, seconds, result)
-            if item_id in settled:  # its row, from an earlier attempt, is not written yet
-                earlier = settled[item_id]
-                settled[item_id] = with_success(earlier[:HEAD], update, earlier[-len(NO_ERROR) :])
-            else:
-                self._succeeded.append(update)
+            succeed(item_id, wire.get("attempt", 1), worker, start, end, seconds, result)
         self.progress.done += done
         for failure in report.failed:
             wire = pending.pop(failure["id"], None)
@@ -405,11 +386,9 @@ class Coordinator:
             "finished": timing.get("end") or time.time(),
             "seconds": timing.get("seconds"),
         }
-        update = failure_row(self.job.num, wire["id"], "failed" if final else "pending", attempt, error, **times)
-        if wire["id"] in self._staged or wire["id"] in self._settled:
-            self._settle(wire["id"], update)
-        else:
-            self._unfinished.append(update)
+        self._buffer.fail(
+            wire["id"], failure_row(self.job.num, wire["id"], "failed" if final else "pending", attempt, error, **times)
+        )
         self._event(wire, "failed" if final else "retry", worker, times, error)
         if final:
             self.progress.failed += 1
@@ -419,7 +398,7 @@ class Coordinator:
         heapq.heappush(self._delayed, (due, next(self._ticket), {**wire, "attempt": attempt + 1}))
 
     def _event(self, wire: WireItem, kind: str, worker: str, times: dict[str, Any], error: dict[str, Any]) -> None:
-        self._events.append(
+        self._buffer.events.append(
             {
                 "item_id": wire["id"],
                 "at": time.time(),
@@ -435,37 +414,13 @@ class Coordinator:
         )
 
     # --- writing -----------------------------------------------------------------------------
-    def _settle(self, item_id: str, failure: tuple[Any, ...]) -> None:
-        """A new item failed (for now or for good): its row goes out, outcome included, next commit."""
-        staged = self._staged.pop(item_id, None)
-        head = staged[0] if staged is not None else self._settled[item_id][:HEAD]
-        self._settled[item_id] = with_failure(head, failure)
-
     def _commit(self, *, final: bool = False) -> None:
-        """Write outcomes, new items that settled, and new items that waited STAGE_S, in one go."""
-        now = time.monotonic()
-        new = list(self._settled.values())
-        staged = self._staged
-        while staged:
-            item_id, (head, staged_at) = next(iter(staged.items()))
-            if not final and now - staged_at < STAGE_S:
-                break
-            new.append(head + PENDING_TAIL)
-            del staged[item_id]
-        watermark = next(iter(staged.values()))[0][SEQ] if staged else self._next_seq
-        self.ledger.record(
-            self.job.id,
-            new=new,
-            succeeded=self._succeeded,
-            unfinished=self._unfinished,
-            new_events=self._events,
-            entries=watermark,
-            ingested=self._feed is None and not staged,
-        )
-        self._source.done(watermark)
-        self._maybe_known = self._maybe_known or bool(new)
-        self._settled, self._succeeded, self._unfinished, self._events = {}, [], [], []
-        self._last_commit = now
+        """Write outcomes, new items that settled, and new items that waited long enough, in one go;
+        tell the source which entries are safely recorded."""
+        watermark, ingested = self._buffer.flush(self._next_seq, self._feed is None, final=final)
+        self._source.done(watermark, ingested)
+        self._maybe_known = self._maybe_known or self._buffer.wrote_items
+        self._last_commit = time.monotonic()
 
 
 def _wire(entry: Entry) -> WireItem:

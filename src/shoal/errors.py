@@ -38,6 +38,15 @@ class JobBusyError(ConfigError):
     """Raised when another live process is already running the job."""
 
 
+class LedgerWriteError(ShoalError):
+    """Raised when the ledger refuses writes (a full disk, a lost database) for longer than the
+    coordinator retries them; nothing recorded is lost, and the same command resumes (exit code 2)."""
+
+
+class RunFolderError(ShoalError):
+    """Raised when a job's run folder cannot be written (read-only, full); exit code 2."""
+
+
 class PrometheusError(ShoalError):
     """Raised when Prometheus cannot be reached, or refuses a request, after the allowed retries."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -24,8 +25,8 @@ from typing import Any
 
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
-from shoal.errors import ConfigError
-from shoal.middleware import Middleware, MiddlewareStack
+from shoal.errors import ConfigError, JobBusyError, RunFolderError
+from shoal.middleware import Middleware, MiddlewareStack, Progress
 from shoal.outputs import atomic_write, is_local, run_folder
 from shoal.project import Project, load_project
 from shoal.settings import RunSettings, default_home
@@ -35,6 +36,8 @@ from shoal.store import JobRecord, Ledger
 from shoal.wire import JobSpec
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 130}
+WAIT_POLL_S = 1.0  #: seconds between looks at a job another process runs (--wait)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,13 +85,32 @@ def run(
     settings = settings_for(loaded, inputs, flags)
     ledger = Ledger(settings.ledger_url)
     try:
-        plan = prepare(ledger, loaded, settings)
-        if plan.job.finished:
-            job, out = plan.job, run_folder(plan.job.out)
-            return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, _read_report(out), ledger.url)
-        return execute(ledger, plan, middleware=middleware, report=report)
+        while True:
+            plan = prepare(ledger, loaded, settings)
+            if plan.job.finished:
+                return _finished(ledger, plan.job, report)
+            try:
+                return execute(ledger, plan, middleware=middleware, report=report)
+            except JobBusyError:
+                if not settings.wait:
+                    raise
+                time.sleep(WAIT_POLL_S)  # another process runs it: look again until it is done or free
     finally:
         ledger.close()
+
+
+def _finished(ledger: Ledger, job: JobRecord, report: bool) -> RunResult:
+    """A job that already ran: its report, written now if it never got written."""
+    out = run_folder(job.out)
+    data = _read_report(out)
+    if data is None and report:
+        from shoal.report import write_report
+
+        with _run_folder(out):
+            if is_local(out):
+                out.mkdir(parents=True, exist_ok=True)
+            data = write_report(ledger, job.id, out)
+    return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, data, ledger.url)
 
 
 def settings_for(project: Project, inputs: Sequence[str] | None, flags: dict[str, Any]) -> RunSettings:
@@ -126,37 +148,52 @@ def job_key(project: Project, inputs: Sequence[str], settings: RunSettings) -> s
 
 
 def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[str]) -> tuple[JobRecord, bool]:
-    key = job_key(project, inputs, settings)
-    existing = None if settings.new else ledger.find_job(key)
-    if existing is not None:
-        if settings.out is not None and not existing.finished and _out(settings.out) != existing.out:
+    def fields() -> dict[str, Any]:
+        now = time.time()
+        job_id = f"{project.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        return {
+            "id": job_id,
+            "pipeline": project.pipeline.name,
+            "fingerprint": project.fingerprint,
+            "project": str(project.root),
+            "inputs": json.dumps(inputs),
+            "options": json.dumps(settings.job_options()),
+            "out": _out(settings.out) if settings.out else str(default_home() / job_id),
+            "state": "pending",
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": None,
+            "entries": 0,
+            "ingested": False,
+            "owner": None,
+            "heartbeat_at": None,
+        }
+
+    job, created = ledger.open_job(job_key(project, inputs, settings), fields, new=settings.new)
+    if created:
+        return job, False
+    if settings.out is not None and _out(settings.out) != job.out:
+        if job.finished and _read_report(run_folder(job.out)) is None:
+            job = ledger.move_job(job.id, _out(settings.out))  # its report never got written: write it here
+        elif not job.finished and not writable(job.out):
+            job = ledger.move_job(job.id, _out(settings.out))  # its folder cannot be written: it takes this one
+        elif not job.finished:
             raise ConfigError(
-                f"job {existing.id} for these inputs is unfinished and writes to {existing.out}; "
-                f"run again with --out {existing.out} (or without --out) to resume it, or add --new to start over"
+                f"job {job.id} for these inputs is unfinished and writes to {job.out}; "
+                f"run again with --out {job.out} (or without --out) to resume it, or add --new to start over"
             )
-        return existing, not existing.finished and existing.entries > 0
-    now = time.time()
-    job_id = f"{project.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    out = _out(settings.out) if settings.out else str(default_home() / job_id)
-    record = ledger.create_job(
-        id=job_id,
-        key=key,
-        pipeline=project.pipeline.name,
-        fingerprint=project.fingerprint,
-        project=str(project.root),
-        inputs=json.dumps(inputs),
-        options=json.dumps(settings.job_options()),
-        out=str(out),
-        state="pending",
-        created_at=now,
-        updated_at=now,
-        finished_at=None,
-        entries=0,
-        ingested=False,
-        owner=None,
-        heartbeat_at=None,
-    )
-    return record, False
+    return job, not job.finished and ledger.has_items(job.id)
+
+
+def writable(location: str) -> bool:
+    """Whether a run folder can be written: a URL is presumed so; a local folder (or the first
+    folder above it that exists) must be writable by this process."""
+    if "://" in location:
+        return True
+    path = Path(location)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
 def execute(
@@ -176,14 +213,21 @@ def execute(
     """
     job, project, settings = plan.job, plan.project, plan.settings
     out = run_folder(job.out)
-    if is_local(out):
-        out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "job.json") as handle:
-        json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
+    with _run_folder(out):
+        if is_local(out):
+            out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "job.json") as handle:
+            json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
     observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
+    stack = MiddlewareStack(observers)
     owner = f"{os.uname().nodename}:{os.getpid()}"
-    ledger.claim(job.id, owner)
+    try:
+        ledger.claim(job.id, owner)
+    except BaseException:
+        with contextlib.suppress(Exception):  # close what the observers opened (a metrics endpoint)
+            stack.after_run(job, Progress(), "aborted")
+        raise
     if engine is None:
         engine = create_engine(settings, project, log_dir=logs)
     try:
@@ -193,7 +237,6 @@ def execute(
         raise
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     feed = open_feed(plan.inputs, job, settings.limit)
-    stack = MiddlewareStack(observers)
     coordinator = Coordinator(
         ledger,
         job,
@@ -204,20 +247,22 @@ def execute(
         policy=RetryPolicy(settings.retries, settings.retry_backoff),
         middleware=stack,
         settle_s=settings.settle,
+        owner=owner,
     )
     if on_start is not None:
         on_start(coordinator)
     try:
         with _interruptible(coordinator):
             outcome = coordinator.run()
-    except BaseException:
-        ledger.end_run(job.id, number, "aborted", coordinator.startup_s, engine.workers)
-        ledger.set_state(job.id, "interrupted")
+    except BaseException as exc:
+        if not isinstance(exc, JobBusyError):  # a run that lost the job to another leaves it alone
+            _quietly(ledger.end_run, job.id, number, "aborted", coordinator.startup_s, engine.workers)
+            _quietly(ledger.set_state, job.id, "interrupted")
         with contextlib.suppress(Exception):  # let observers finish (stop bars, close endpoints)
             stack.after_run(job, coordinator.progress, "aborted")
         raise
     counts = ledger.counts(job.id)
-    state = "interrupted" if outcome == "interrupted" else "failed" if counts["failed"] else "succeeded"
+    state = final_state(outcome, counts)
     ledger.end_run(job.id, number, outcome, coordinator.startup_s, engine.workers)
     ledger.set_state(job.id, state, finished=state != "interrupted")
     job = ledger.get_job(job.id)
@@ -226,8 +271,39 @@ def execute(
     if report:
         from shoal.report import write_report
 
-        data = write_report(ledger, job.id, out)
+        with _run_folder(out):
+            data = write_report(ledger, job.id, out)
     return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
+
+
+def final_state(outcome: str, counts: dict[str, int]) -> str:
+    """A run's end as the ledger's counts tell it: an item still pending means the job is not
+    done, whatever the run believed."""
+    if outcome == "interrupted" or counts["pending"]:
+        if outcome == "finished":
+            log.warning("the run ended with %d items still pending; the same command resumes them", counts["pending"])
+        return "interrupted"
+    return "failed" if counts["failed"] else "succeeded"
+
+
+@contextmanager
+def _run_folder(out: Path) -> Iterator[None]:
+    """A run folder that cannot be written (read-only, full) as one clear error."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot write the run folder {out}: {exc.strerror or exc}. The job's items are safe in the ledger: "
+            "make room (or make it writable) and run the same command again, or add --out ANOTHER_FOLDER"
+        ) from exc
+
+
+def _quietly(write: Callable[..., Any], *args: Any) -> None:
+    """A bookkeeping write while a run is already failing (perhaps because the ledger is)."""
+    try:
+        write(*args)
+    except Exception as exc:
+        log.warning("could not record that the run stopped: %s", exc)
 
 
 def _metrics(settings: RunSettings, ledger: Ledger) -> list[Middleware]:

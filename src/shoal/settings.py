@@ -44,6 +44,7 @@ class RunSettings(BaseSettings):
     broker_url: str | None = Field(None, description="redis:// or amqp:// broker for the celery engine")
     queue: str = Field("shoal", description="queue (prefix) shared by `shoal run` and `shoal worker`")
     new: bool = Field(False, description="start a new job even if an identical one exists")
+    wait: bool = Field(False, description="when another process runs the job, wait for it instead of exiting")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds (0.0.0.0: all)")
     metrics_linger: float = Field(0.0, ge=0, description="seconds the endpoint stays up after the job ends")

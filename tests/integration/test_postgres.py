@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 import shoal
 from shoal.store import Ledger
@@ -18,26 +17,9 @@ from shoal.store.migrate import current_revision
 from shoal.store.migrations import HEAD
 from shoal.store.schema import metadata
 from tests.conftest import MakeProject
-from tests.engines import require_service
 from tests.helpers import kill_9, read_results, shoal_cli, start_cli
 
 pytestmark = pytest.mark.integration
-
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database of this test's own on the real server, dropped afterwards."""
-    require_service(5432)
-    name = f"shoal_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_migrations_build_the_declared_schema_on_postgres(postgres_url: str) -> None:

@@ -84,11 +84,11 @@ def _pipeline(batch_size: int | None = None) -> Pipeline:
 
 
 def _job(ledger: Ledger) -> JobRecord:
-    return ledger.create_job(
-        id="job-1", key="k", pipeline="scripted", fingerprint="f", project="/p", inputs="[]", options="{}",
+    return ledger.open_job("k", lambda: dict(
+        id="job-1", pipeline="scripted", fingerprint="f", project="/p", inputs="[]", options="{}",
         out="/out", state="running", created_at=0.0, updated_at=0.0, finished_at=None, entries=0,
         ingested=False, owner=None, heartbeat_at=None,
-    )  # fmt: skip
+    ))[0]  # fmt: skip
 
 
 def _entries(names: list[str]) -> list[Entry]:

@@ -26,11 +26,11 @@ def ledger(tmp_path: Path) -> Ledger:
 
 
 def _job(ledger: Ledger, job_id: str = "job-1", out: str = "/out") -> JobRecord:
-    return ledger.create_job(
-        id=job_id, key="key", pipeline="p", fingerprint="f", project="/p", inputs='["in"]', options="{}",
+    return ledger.open_job(f"key-{job_id}", lambda: dict(
+        id=job_id, pipeline="p", fingerprint="f", project="/p", inputs='["in"]', options="{}",
         out=out, state="running", created_at=time.time(), updated_at=time.time(), finished_at=None, entries=0,
         ingested=False, owner=None, heartbeat_at=None,
-    )  # fmt: skip
+    ))[0]  # fmt: skip
 
 
 def test_a_succeeded_item_is_never_overwritten(ledger: Ledger) -> None:

@@ -31,7 +31,23 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 
 def job(pipeline: str = "faces", state: str = "running", job_id: str = "faces-1") -> JobRecord:
     return JobRecord(
-        1, job_id, "k", pipeline, "f1ng3r", "/p", "[]", "{}", "/out", state, 0.0, 0.0, None, 0, False, None, None
+        1,
+        job_id,
+        f"k-{job_id}",
+        pipeline,
+        "f1ng3r",
+        "/p",
+        "[]",
+        "{}",
+        "/out",
+        state,
+        0.0,
+        0.0,
+        None,
+        0,
+        False,
+        None,
+        None,
     )
 
 
@@ -130,8 +146,8 @@ def test_jobs_by_state_come_from_the_ledger(tmp_path: Path) -> None:
     try:
         for i, state in enumerate(["succeeded", "succeeded", "failed", "running"]):
             record = job(state=state, job_id=f"j{i}")
-            fields = {k: getattr(record, k) for k in record.__dataclass_fields__ if k != "num"}
-            ledger.create_job(**fields)
+            fields = {k: getattr(record, k) for k in record.__dataclass_fields__ if k not in ("num", "key", "round")}
+            ledger.open_job(record.key, lambda fields=fields: fields)
         registry = CollectorRegistry()
         registry.register(JobsCollector(ledger))
         assert sample(registry, "shoal_jobs", state="succeeded") == 2

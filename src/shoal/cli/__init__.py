@@ -13,7 +13,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from shoal.errors import ConfigError, ShoalError, WorkerStartError
+from shoal.errors import ConfigError, LedgerWriteError, RunFolderError, ShoalError, WorkerStartError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _fail("interrupted", debug)
         return EXIT_INTERRUPTED
-    except (ConfigError, WorkerStartError) as exc:
+    except (ConfigError, WorkerStartError, LedgerWriteError, RunFolderError) as exc:
         _fail(str(exc), debug)
         return EXIT_USAGE
     except ShoalError as exc:

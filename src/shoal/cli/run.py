@@ -24,6 +24,7 @@ Retries = Annotated[int | None, typer.Option(help="attempts after the first fail
 Timeout = Annotated[float | None, typer.Option(help="seconds one item may take before its worker is replaced")]
 Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
 New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
+Wait = Annotated[bool, typer.Option("--wait", help="if another process runs this job, wait for it instead of exiting")]
 Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
 Engine = Annotated[str | None, typer.Option(help="local or celery [default: celery when --broker is given]")]
 Broker = Annotated[str | None, typer.Option(help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")]
@@ -43,6 +44,7 @@ def run_command(
     timeout: Timeout = None,
     limit: Limit = None,
     new: New = False,
+    wait: Wait = False,
     db: Db = None,
     engine: Engine = None,
     broker: Broker = None,
@@ -65,6 +67,7 @@ def run_command(
         inputs,
         middleware=[progress],
         new=new or None,
+        wait=wait or None,
         workers=workers,
         out=out,
         retries=retries,

@@ -28,8 +28,9 @@ class Feed(Protocol):
     def read(self, limit: int, wait: float) -> list[Entry] | None:
         """Up to ``limit`` entries, waiting up to ``wait`` seconds for the first; None once ended."""
 
-    def done(self, upto: int) -> None:
-        """Entries before position ``upto`` (counted from the job's first entry) are recorded."""
+    def done(self, upto: int, ingested: bool) -> None:
+        """Entries before position ``upto`` (counted from the job's first entry) are recorded;
+        ``ingested``: the ledger records that the feed ended and every entry is in."""
 
     def close(self) -> None: ...
 
@@ -50,7 +51,7 @@ class FiniteFeed:
             self._entries = None
         return batch
 
-    def done(self, upto: int) -> None:
+    def done(self, upto: int, ingested: bool) -> None:
         """Positions are the job's watermark: nothing to acknowledge."""
 
     def close(self) -> None:
@@ -127,7 +128,7 @@ class JournalFeed:
             batch.append(stream_entry(fields, key, float(fields.get("enqueued_at") or time.time())))
         return batch
 
-    def done(self, upto: int) -> None:
+    def done(self, upto: int, ingested: bool) -> None:
         """Lines are kept: they are the job's record of what was sent."""
 
     def close(self) -> None:

@@ -83,12 +83,14 @@ class RedisStreamFeed:
         millis = int(message_id.split(b"-")[0])  # Redis stamps each message with its arrival
         return stream_entry(text, f"{self.stream}/{message_id.decode()}", millis / 1000)
 
-    def done(self, upto: int) -> None:
-        """Acknowledge the messages whose items the ledger now holds."""
+    def done(self, upto: int, ingested: bool) -> None:
+        """Acknowledge the messages whose items the ledger now holds. The close message goes last,
+        and only once the ledger records the job as wholly ingested: acknowledged earlier, a run
+        killed in between would wait for an end that never comes again."""
         ids = []
         while self._read and self._read[0][0] < upto:
             ids.append(self._read.popleft()[1])
-        if self._close is not None and not self._read and self._close[0] <= upto:
+        if self._close is not None and ingested and not self._read and self._close[0] <= upto:
             ids.append(self._close[1])  # everything before it is recorded: the stream is finished
             self._close = None
         if ids:

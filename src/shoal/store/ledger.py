@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +24,12 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
 from shoal.store.migrate import migrate
@@ -60,6 +61,7 @@ class JobRecord:
     ingested: bool
     owner: str | None
     heartbeat_at: float | None
+    round: int = 0  #: 0 for the first job of this key; each --new starts the next
 
     @property
     def finished(self) -> bool:
@@ -82,6 +84,11 @@ class Ledger:
         self._succeed = update_items(self.engine, succeeded=True)
         self._fail = update_items(self.engine, succeeded=False)
 
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return _safe(self.url)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -93,14 +100,29 @@ class Ledger:
             yield conn
 
     # --- jobs --------------------------------------------------------------------------------
-    def create_job(self, **fields: Any) -> JobRecord:
-        """Insert a job (every JobRecord field but num) and return it."""
-        with self._begin() as conn:
-            conn.execute(insert(jobs).values(**fields))
-        return self.get_job(fields["id"])
+    def open_job(self, key: str, fields: Callable[[], dict[str, Any]], *, new: bool = False) -> tuple[JobRecord, bool]:
+        """The newest job of ``key``, or a new one (``new``: always the next round); returns it and
+        whether it was created. ``fields()`` gives a new job's other columns (its id among them).
+
+        (key, round) is unique, so when processes create the same job at the same instant one
+        insert wins and the others return the winner's job instead of making another.
+        """
+        for _ in range(10):
+            existing = self.find_job(key)
+            if existing is not None and not new:
+                return existing, False
+            values = {**fields(), "key": key, "round": 0 if existing is None else existing.round + 1}
+            try:
+                with self._begin() as conn:
+                    conn.execute(insert(jobs).values(**values))
+            except IntegrityError:
+                new = False  # created by another process just now: that one is the job
+                continue
+            return self.get_job(values["id"]), True
+        raise ShoalError(f"could not create a job for key {key}: the ledger keeps refusing it")
 
     def find_job(self, key: str) -> JobRecord | None:
-        query = select(jobs).where(jobs.c.key == key).order_by(jobs.c.created_at.desc()).limit(1)
+        query = select(jobs).where(jobs.c.key == key).order_by(jobs.c.round.desc()).limit(1)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return JobRecord(**row) if row else None
@@ -118,17 +140,42 @@ class Ledger:
             return [JobRecord(**row) for row in conn.execute(query).mappings()]
 
     def claim(self, job_id: str, owner: str) -> None:
-        """Make ``owner`` the job's only coordinator, unless a live one holds it."""
+        """Make ``owner`` the job's only coordinator, unless a live one holds it.
+
+        One conditional UPDATE, judged by its row count, so two processes claiming at the same
+        instant cannot both win: free, ours already, or its owner's heartbeat is stale. An owner
+        on this host whose process is gone is replaced the same way, by compare-and-swap.
+        """
         now = time.time()
+        taken = {"owner": owner, "heartbeat_at": now, "state": "running", "updated_at": now}
+        free = or_(
+            jobs.c.owner.is_(None),
+            jobs.c.owner == owner,
+            jobs.c.heartbeat_at.is_(None),
+            jobs.c.heartbeat_at < now - HEARTBEAT_STALE,
+        )
         with self._begin() as conn:
-            row = conn.execute(select(jobs.c.owner, jobs.c.heartbeat_at).where(jobs.c.id == job_id)).one()
-            if row.owner and row.owner != owner and _alive(row.owner, row.heartbeat_at, now):
-                raise JobBusyError(f"job {job_id} is being run by {row.owner}; wait for it or stop it first")
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(owner=owner, heartbeat_at=now, state="running", updated_at=now)
-            )
+            if conn.execute(update(jobs).where(jobs.c.id == job_id, free).values(**taken)).rowcount:
+                return
+            holder = conn.execute(select(jobs.c.owner, jobs.c.heartbeat_at).where(jobs.c.id == job_id)).one()
+            if holder.owner and not _alive(holder.owner, holder.heartbeat_at, now):
+                swap = update(jobs).where(jobs.c.id == job_id, jobs.c.owner == holder.owner).values(**taken)
+                if conn.execute(swap).rowcount:
+                    return
+        seen = f" (last heartbeat {now - holder.heartbeat_at:.0f} s ago)" if holder.heartbeat_at else ""
+        raise JobBusyError(
+            f"job {job_id} is being run by {holder.owner}{seen}: wait for it (--wait) or stop that process first"
+        )
+
+    def move_job(self, job_id: str, out: str) -> JobRecord:
+        """Give a job another run folder (its own could not be written)."""
+        with self._begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(out=out, updated_at=time.time()))
+        return self.get_job(job_id)
+
+    def owner_of(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.owner).where(jobs.c.id == job_id)).scalar()
 
     def set_state(self, job_id: str, state: str, *, finished: bool = False) -> None:
         now = time.time()
@@ -159,6 +206,11 @@ class Ledger:
         if job_id not in self._nums:
             self._nums[job_id] = self.get_job(job_id).num
         return self._nums[job_id]
+
+    def has_items(self, job_id: str) -> bool:
+        """Whether any item of the job is recorded (a run may have written some before it was killed)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(items.c.key).where(*of_job(self._num(job_id))).limit(1)).first() is not None
 
     def known(self, job_id: str, ids: Sequence[str]) -> dict[str, int]:
         """Which of ``ids`` the job already has, with the input position each was first seen at."""
@@ -191,13 +243,16 @@ class Ledger:
         new_events: Sequence[dict[str, Any]] = (),
         entries: int | None = None,
         ingested: bool | None = None,
+        owner: str | None = None,
     ) -> None:
         """Write one batch in one transaction, and refresh the job's heartbeat.
 
         ``new`` are whole item rows (rows.ITEM_FIELDS), outcome included when already known;
         ``succeeded`` and ``unfinished`` update items written earlier (rows.succeeded_row,
         rows.failure_row). ``entries`` advances the job's input watermark: every input entry
-        before it is now in the ledger (or was a duplicate).
+        before it is now in the ledger (or was a duplicate). With ``owner``, the batch is written
+        only while that process still owns the job: one that lost it (its heartbeat went stale and
+        another run took over) gets JobBusyError and writes nothing.
         """
         job: dict[str, Any] = {"heartbeat_at": time.time()}
         if entries is not None:
@@ -213,7 +268,9 @@ class Ledger:
                 self._fail.run(conn, unfinished)
             if new_events:
                 conn.execute(insert(events), [{"job_id": job_id, **e} for e in new_events])
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**job))
+            fence = [jobs.c.id == job_id] + ([jobs.c.owner == owner] if owner is not None else [])
+            if not conn.execute(update(jobs).where(*fence).values(**job)).rowcount:
+                raise JobBusyError(f"job {job_id} was taken over by {self.owner_of(job_id)}; this run stops")
 
     def duplicates(self, job: JobRecord) -> int:
         """Input entries that repeated an earlier item: the watermark less the items before it."""

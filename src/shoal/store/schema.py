@@ -24,7 +24,8 @@ jobs = Table(
     metadata,
     Column("num", Integer, primary_key=True, autoincrement=True),  #: compact key for item rows
     Column("id", String(128), nullable=False, unique=True),  #: the public id, e.g. faces-20261125-1302-3fa9
-    Column("key", String(64), nullable=False, index=True),  #: identity: code + inputs + options
+    Column("key", String(64), nullable=False),  #: identity: code + inputs + options
+    Column("round", Integer, nullable=False, server_default="0"),  #: 0, then 1, 2... for each --new of one key
     Column("pipeline", String(64), nullable=False),
     Column("fingerprint", String(32), nullable=False),
     Column("project", Text, nullable=False),
@@ -39,6 +40,7 @@ jobs = Table(
     Column("ingested", Boolean, nullable=False, default=False),  #: the whole source is in
     Column("owner", String(128)),  #: host:pid of the coordinator running it
     Column("heartbeat_at", Float),
+    Index("ux_jobs_key_round", "key", "round", unique=True),  # one job per identity and round
 )
 
 SEQ_BITS = 40  #: an item's key is job.num << SEQ_BITS | seq: rows sit in input order, job by job
