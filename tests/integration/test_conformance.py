@@ -5,6 +5,7 @@ really done: stages that fail, hang and kill their own process, run by real work
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,58 @@ def test_kill_9_of_the_coordinator_then_the_same_command_resumes(
     results = read_results(home / "shoal-runs" / job_id)
     assert len(results) == 80
     assert len({r["id"] for r in results}) == 80  # every item exactly once
+
+
+FORKING = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("forks")
+CHILDREN = Path({children!r})
+
+def leave_a_child():
+    pid = os.fork()
+    if pid == 0:  # holds the worker's pipes open, as any forked child does, and never exits
+        time.sleep(3600)
+        os._exit(0)
+    with CHILDREN.open("a") as log:
+        log.write(f"{{pid}}\\n")
+
+@pipeline.stage()
+def work(item):
+    leave_a_child()
+    if item.uri.endswith("item-0003.txt"):
+        os._exit(1)
+    if item.uri.endswith("item-0006.txt"):
+        time.sleep(3600)
+    return {{"pid": os.getpid()}}
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # killed, waiting for init to reap it
+
+
+def test_children_a_stage_forks_neither_hang_the_run_nor_outlive_it(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
+) -> None:
+    children = home / "children.log"
+    project = make_project(FORKING.format(children=str(children)))
+    result = shoal.run(project, [str(inputs(10))], retries=0, timeout=2, **engine.flags(project))
+
+    errors = {Path(e["input"]).name: e["error_type"] for e in read_errors(result.out)}
+    assert errors == {"item-0003.txt": "WorkerCrashed", "item-0006.txt": "Timeout"}
+    assert result.counts["succeeded"] == 8
+    if engine.celery:  # the run is over; its workers serve on until stopped
+        engine.stop_workers()
+    pids = [int(line) for line in children.read_text().split()]
+    assert len(pids) >= 10
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if not _gone(pid)] == [], "children of stages outlived the run"

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+import shoal
 from tests.conftest import MakeProject
 from tests.engines import REDIS_URL, require_service
-from tests.helpers import kill_9, read_results, shoal_cli, start_cli, succeeded_when
+from tests.helpers import kill_9, ledger_in, read_errors, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +90,97 @@ def test_killing_the_coordinator_mid_stream_loses_nothing(home: Path, make_proje
     results = read_results(next((home / "shoal-runs").glob("frames-*")))
     assert len(results) == 100
     assert len({r["id"] for r in results}) == 100
+
+
+PACED = """
+import time
+from pathlib import Path
+import shoal
+pipeline = shoal.Pipeline("paced")
+HURRY = Path({hurry!r})
+
+@pipeline.stage()
+def size(item):
+    if not HURRY.exists():
+        time.sleep(0.01)
+    return {{"bytes": len(item.read_bytes())}}
+"""
+
+
+def test_a_stream_killed_after_its_close_was_read_still_ends_on_the_next_run(
+    home: Path, make_project: MakeProject
+) -> None:
+    """The close message is read long before the items before it are done: a run killed then must
+    still find it on the next run, not wait for an end that never comes again."""
+    import redis
+
+    stream = _stream()
+    redis_url, name = stream.replace("redis+stream://", "redis://").rsplit("/", 1)
+    client = redis.Redis.from_url(redis_url)
+    payload = home / "payload.bin"
+    payload.write_bytes(b"x" * 100)
+    with client.pipeline() as sending:
+        for _ in range(9000):
+            sending.xadd(name, {"uri": str(payload)})
+        sending.xadd(name, {"close": "1"})
+        sending.execute()
+    project = make_project(PACED.format(hurry=str(home / "hurry")))
+    command = ("run", str(project), "-i", stream, "-w", "1")
+    first = start_cli(*command, cwd=home)
+    ledger = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # every message read and its row written, most items still to run
+            assert time.monotonic() < deadline, "the stream was never ingested"
+            if (home / "shoal-runs" / "ledger.db").exists():
+                ledger = ledger or ledger_in(home)
+                jobs = ledger.list_jobs()
+                if jobs and jobs[0].entries == 9000:
+                    break
+            time.sleep(0.05)
+        assert ledger.counts(jobs[0].id)["pending"] > 1000
+        kill_9(first)
+        (home / "hurry").touch()
+    finally:
+        if ledger is not None:
+            ledger.close()
+        client.close()
+    again = shoal_cli(*command, cwd=home, timeout=120)
+    assert again.returncode == 0, again.stderr
+    results = read_results(home / "shoal-runs" / jobs[0].id)
+    assert len(results) == len({r["id"] for r in results}) == 9000
+
+
+def test_a_damaged_journal_line_fails_alone_and_the_stream_goes_on(home: Path, make_project: MakeProject) -> None:
+    from shoal.sources.feeds import append_to_journal
+
+    project = make_project(FRAMES)
+    frame = home / "frame.ppm"
+    frame.write_bytes(b"P6 1 1 255\n\0\0\0")
+    journal = home / "stream.jsonl"
+    append_to_journal(journal, [{"uri": str(frame)} for _ in range(3)])
+    with journal.open("a") as handle:
+        handle.write('{"uri": "/half-writ')  # the server died in the middle of an append
+    append_to_journal(journal, [{"uri": str(frame)}, {"uri": str(frame), "meta": "{not json"}, {"uri": str(frame)}])
+    append_to_journal(journal, [{"close": True}])
+
+    result = shoal.run(project, [f"shoal+journal://{journal}"], workers=1)
+    assert result.counts == {"pending": 0, "succeeded": 5, "failed": 2, "cancelled": 0}
+    errors = {e["input"]: e["message"] for e in read_errors(result.out)}
+    assert "not a valid journal line" in errors["stream.jsonl:4"]
+    assert "meta is not valid JSON" in errors["stream.jsonl:6"]
+
+
+def test_journal_appends_from_many_processes_at_once_stay_whole_lines(home: Path) -> None:
+    journal = home / "stream.jsonl"
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom shoal.sources.feeds import append_to_journal\n"
+        "for k in range(20):\n"
+        "    append_to_journal(Path(sys.argv[1]), [{'uri': f'/x/{sys.argv[2]}-{k}-{i}', 'pad': 'y' * 500}"
+        " for i in range(100)])\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(journal), str(n)]) for n in range(4)]
+    assert [w.wait(60) for w in writers] == [0, 0, 0, 0]
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 4 * 20 * 100
+    assert len({json.loads(line)["uri"] for line in lines}) == len(lines)

@@ -2,8 +2,12 @@
 
 Workers write (chunk, first item, item count, stage, start time) before every stage call; the
 coordinator reads it to enforce per-item timeouts and, when a worker dies, to know which items
-were running. Posting costs a memory write, not a message. A sequence number makes reads
-consistent (the writer makes it odd while writing).
+were running. Posting costs a memory write, not a message.
+
+A sequence number makes reads consistent (a seqlock): the writer makes it odd, writes the fields,
+then makes it even; a reader accepts fields only between two equal, even readings of it. A worker
+killed in the middle of a post leaves the number odd for good, so a reader gives up after a
+bounded number of tries and says it does not know, rather than spin.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_FORMAT = struct.Struct("<QqIIId")  # seq, chunk, first, count, stage, started (monotonic s)
+_SEQ = struct.Struct("<Q")
+_FIELDS = struct.Struct("<qIIId")  # chunk, first, count, stage, started (monotonic s); after the sequence
 SLOT_SIZE = 40
-assert _FORMAT.size <= SLOT_SIZE
+TRIES = 1000  #: reads of a slot being written before giving up on it
+assert _SEQ.size + _FIELDS.size <= SLOT_SIZE
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,10 @@ class Posting:
     count: int  #: 0 when the worker is idle
     stage: int
     started: float  #: time.monotonic() when the stage call began
+    known: bool = True  #: False: the slot was being written (or its writer died writing it)
+
+
+UNKNOWN = Posting(-1, 0, 0, -1, 0.0, known=False)
 
 
 class SlotBoard:
@@ -46,19 +56,25 @@ class SlotBoard:
     def post(self, slot: int, chunk: int, first: int, count: int, stage: int) -> None:
         offset = slot * SLOT_SIZE
         seq = self._seq[slot] + 1
-        struct.pack_into("<Q", self._map, offset, seq)  # odd: writing
-        _FORMAT.pack_into(self._map, offset, seq + 1, chunk, first, count, stage, time.monotonic())
+        _SEQ.pack_into(self._map, offset, seq)  # odd: writing
+        _FIELDS.pack_into(self._map, offset + _SEQ.size, chunk, first, count, stage, time.monotonic())
+        _SEQ.pack_into(self._map, offset, seq + 1)  # even: done
         self._seq[slot] = seq + 1
 
     def idle(self, slot: int) -> None:
         self.post(slot, -1, 0, 0, 0)
 
     def read(self, slot: int) -> Posting:
+        """What the slot's worker is running; UNKNOWN if no consistent reading could be had."""
         offset = slot * SLOT_SIZE
-        while True:
-            seq, chunk, first, count, stage, started = _FORMAT.unpack_from(self._map, offset)
-            if seq % 2 == 0 and struct.unpack_from("<Q", self._map, offset)[0] == seq:
-                return Posting(chunk, first, count, stage, started)
+        for _ in range(TRIES):
+            (before,) = _SEQ.unpack_from(self._map, offset)
+            if before % 2:
+                continue
+            fields = _FIELDS.unpack_from(self._map, offset + _SEQ.size)
+            if _SEQ.unpack_from(self._map, offset)[0] == before:
+                return Posting(*fields)
+        return UNKNOWN
 
     def reset(self, slot: int) -> None:
         """Clear a slot for a new worker process (its sequence restarts at zero)."""

@@ -3,11 +3,17 @@
 Each worker is a fresh interpreter that imports only the worker runtime and the project, so it
 stays small and starts fast. A worker that hangs past the item timeout is killed; a worker that
 dies is replaced; either way the chunk it held is reported lost with the items it was running.
+
+Each worker leads a process group of its own, and is killed as a group: a stage that forked a
+child (which may hold the worker's pipes open) leaves nothing behind. A worker's death is seen
+through its process (a pidfd), not through the end of its pipe, which such a child keeps open.
+The pipes are non-blocking on this side, so a worker that stops reading never stops the engine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -21,11 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from shoal._json import encode, loads
-from shoal._pipe import PipeEnd, wait
+from shoal._pipe import Receiver, Sender, wait
 from shoal.engines import Census, Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._slots import SlotBoard
 from shoal.wire import Report
 
+log = logging.getLogger(__name__)
 PREFETCH = 2  #: chunks queued per worker, so a worker never waits for its next chunk
 STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
 
@@ -34,8 +41,9 @@ STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
 class _Worker:
     slot: int
     process: subprocess.Popen[bytes]
-    inbox: PipeEnd  #: we write
-    outbox: PipeEnd  #: we read
+    inbox: Sender  #: we write
+    outbox: Receiver  #: we read
+    exited: int | None  #: a pidfd, readable once the process has exited (None where Linux has none)
     spawned: float
     log: IO[bytes]
     name: str = ""
@@ -90,30 +98,32 @@ class LocalEngine:
             (w for w in self._workers.values() if not w.killed_for), key=lambda w: (len(w.chunks), not w.ready)
         )
         worker.chunks.append(chunk)
-        with contextlib.suppress(OSError):  # it is dying; the loss is reported when its pipe closes
-            _send(worker.inbox, {"op": "chunk", "chunk": chunk.id, "job": chunk.job.to_dict(), "items": chunk.items})
+        message = {"op": "chunk", "chunk": chunk.id, "job": chunk.job.to_dict(), "items": chunk.items}
+        with contextlib.suppress(OSError):  # it is dying; its chunks are reported lost when it is gone
+            worker.inbox.send(encode(message))
 
     def poll(self, timeout: float, *, wake: int | None = None) -> list[Event]:
         """Wait up to ``timeout`` for workers to report; a byte on the ``wake`` pipe (a file
         descriptor another thread writes to) ends the wait early."""
+        workers = list(self._workers.values())
+        watched = [w.outbox.fd for w in workers] + [w.exited for w in workers if w.exited is not None]
+        sending = [w.inbox.fd for w in workers if w.inbox.waiting]
+        readable, writable = wait(watched + ([wake] if wake is not None else []), sending, timeout)
         events: list[Event] = []
-        by_pipe = {id(w.outbox): w for w in self._workers.values()}
-        ready, _ = wait([w.outbox for w in self._workers.values()], [wake] if wake is not None else [], timeout)
-        for end in ready:
-            worker = by_pipe[id(end)]
-            try:
-                while True:
-                    events += self._receive(worker, loads(end.recv()))
-                    if not end.ready():
-                        break
-            except (EOFError, OSError):
+        for worker in workers:
+            if worker.inbox.fd in writable:
+                with contextlib.suppress(OSError):
+                    worker.inbox.flush()
+            if worker.outbox.fd in readable:
+                events += self._read(worker)
+            if worker.outbox.ended or worker.exited in readable or (worker.exited is None and _exits(worker, 0)):
                 events += self._lost(worker)
         self._enforce_timeouts()
         return events
 
     def census(self) -> Census:
         """Live workers, and those whose slot says they are running an item (no message needed)."""
-        live = [w for w in self._workers.values() if not w.killed_for and w.process.poll() is None]
+        live = [w for w in self._workers.values() if not w.killed_for and not _exits(w, 0.0)]
         return Census(len(live), sum(self._board.read(w.slot).count > 0 for w in live))
 
     def stop(self, *, kill: bool = False) -> None:
@@ -123,17 +133,18 @@ class LocalEngine:
                 _kill(worker.process)
             else:
                 with contextlib.suppress(OSError):
-                    _send(worker.inbox, {"op": "stop"})
+                    worker.inbox.send(encode({"op": "stop"}))
         deadline = time.monotonic() + STOP_GRACE
         for worker in self._workers.values():
-            try:
-                worker.process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill(worker.process)
-                worker.process.wait()
-            worker.inbox.close()
-            worker.outbox.close()
-            worker.log.close()
+            while worker.inbox.waiting and time.monotonic() < deadline:  # the stop may wait behind a chunk
+                with contextlib.suppress(OSError):
+                    wait([], [worker.inbox.fd], 0.05)
+                    worker.inbox.flush()
+            if not _exits(worker, max(0.0, deadline - time.monotonic())):
+                log.warning("worker %s did not stop within %g s: killed", worker.name, STOP_GRACE)
+            _kill(worker.process)  # what its stages started goes with it (before it is reaped)
+            worker.process.wait()
+            self._close(worker)
         self._workers.clear()
         self._board.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -151,20 +162,21 @@ class LocalEngine:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only
+            start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only; killed as a group
         )
         os.close(to_worker_r)
         os.close(from_worker_w)
         worker = _Worker(
             slot,
             process,
-            PipeEnd(to_worker_w),
-            PipeEnd(from_worker_r),
+            Sender(to_worker_w),
+            Receiver(from_worker_r),
+            _pidfd(process.pid),
             time.monotonic(),
             log,
         )
         self._workers[slot] = worker
-        _send(worker.inbox, {"op": "start", "project": str(self.project), "fingerprint": self.fingerprint})
+        worker.inbox.send(encode({"op": "start", "project": str(self.project), "fingerprint": self.fingerprint}))
 
     def _log(self, slot: int) -> IO[bytes]:
         if self.log_dir is None:
@@ -185,11 +197,18 @@ class LocalEngine:
             return [WorkerReady(worker.name, time.monotonic() - worker.spawned)]
         return [WorkerFailed(worker.name, str(message["message"]))]
 
-    def _lost(self, worker: _Worker) -> list[Event]:
-        """The worker's pipe closed: it exited. Report its chunks and start a replacement."""
-        code = worker.process.wait()
-        posting = self._board.read(worker.slot)
+    def _read(self, worker: _Worker) -> list[Event]:
         events: list[Event] = []
+        for frame in worker.outbox.receive():
+            events += self._receive(worker, loads(frame))
+        return events
+
+    def _lost(self, worker: _Worker) -> list[Event]:
+        """The worker exited (or closed its pipe): report its chunks and start a replacement."""
+        _kill(worker.process)  # its stages' children too, and the worker itself if it only closed the pipe
+        code = worker.process.wait()
+        events = self._read(worker)  # what it reported before it went
+        posting = self._board.read(worker.slot)
         kind = "Timeout" if worker.killed_for else "WorkerCrashed"
         message = worker.killed_for or f"worker process {worker.name or worker.process.pid} {_exit_text(code)}"
         if not worker.ready and not worker.killed_for and not self._stopping:
@@ -201,13 +220,20 @@ class LocalEngine:
             )
             stage = posting.stage if running else -1
             events.append(ChunkLost(chunk.id, worker.name, kind, message, stage, suspects))
-        worker.inbox.close()
-        worker.outbox.close()
-        worker.log.close()
+        self._close(worker)
         del self._workers[worker.slot]
         if not self._stopping and worker.ready:
             self._spawn(worker.slot)
         return events
+
+    @staticmethod
+    def _close(worker: _Worker) -> None:
+        worker.inbox.close()
+        worker.outbox.close()
+        worker.log.close()
+        if worker.exited is not None:
+            os.close(worker.exited)
+            worker.exited = None
 
     def _enforce_timeouts(self) -> None:
         """Kill a worker whose current item has run past its job's item timeout."""
@@ -226,13 +252,32 @@ class LocalEngine:
                 _kill(worker.process)
 
 
-def _send(end: PipeEnd, message: dict[str, object]) -> None:
-    end.send(encode(message))
-
-
 def _kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker's process group: the worker and whatever its stages started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
-        process.kill()
+        process.kill()  # in case it left its group (a stage called setsid): the worker itself
+
+
+def _exits(worker: _Worker, timeout: float) -> bool:
+    """Whether the worker exits within ``timeout`` seconds. It is not reaped, so its process
+    group can still be killed safely afterwards (its id cannot have been taken by another)."""
+    if worker.exited is not None:
+        return bool(wait([worker.exited], [], timeout)[0])
+    try:
+        worker.process.wait(timeout)  # no pidfd: reaping is the only way to know
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when the process exits (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _exit_text(code: int) -> str:

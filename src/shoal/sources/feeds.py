@@ -8,6 +8,7 @@ when a close marker comes. The coordinator tells a feed which entries are safely
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -62,17 +63,28 @@ def stream_entry(fields: dict[str, Any], key: str, enqueued_at: float) -> Entry:
     """An entry from a stream message: ``uri`` (the file), optional ``id`` and ``meta`` (JSON).
 
     Every message is its own item (``key`` is unique per message); ``meta.enqueued_at`` keeps when
-    it was sent, for end-to-end latency.
+    it was sent, for end-to-end latency. A message whose ``meta`` is not a JSON object becomes a
+    failed item naming the message, and the stream goes on.
     """
+    uri = fields.get("uri") or None
+    name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else "message"
     meta = fields.get("meta") or {}
     if isinstance(meta, str):
-        meta = json.loads(meta)
+        try:
+            meta = json.loads(meta)
+        except ValueError as exc:
+            return bad_line(key, f"its meta is not valid JSON ({exc})")
+    if not isinstance(meta, dict):
+        return bad_line(key, "its meta must be a JSON object")
     meta = {**meta, "enqueued_at": enqueued_at}
-    uri = fields.get("uri") or None
     if fields.get("id"):
         return Entry(user_id(fields["id"]), uri or str(fields["id"]), uri, meta)
-    name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else "message"
     return Entry(item_id(name, key), uri or key, uri, meta)
+
+
+def bad_line(key: str, reason: str) -> Entry:
+    """A line or message that cannot be read at all: a failed item naming it."""
+    return Entry(item_id(key.rsplit("/", 1)[-1], key), key, error=f"{key}: {reason}")
 
 
 class JournalFeed:
@@ -117,7 +129,12 @@ class JournalFeed:
                 return batch
             if not line.strip():
                 continue
-            fields = json.loads(line)
+            try:
+                fields = json.loads(line)
+            except ValueError as exc:  # a line torn by a crash, or damaged: reported, then skipped
+                fields = {"error": f"not a valid journal line ({exc})"}
+            if not isinstance(fields, dict):
+                fields = {"error": "not a valid journal line (not a JSON object)"}
             if fields.get("close"):
                 self._ended = True
                 return batch
@@ -125,7 +142,14 @@ class JournalFeed:
             if self._line <= self._skip:
                 continue
             key = f"{self.path.name}:{self._line}"
-            batch.append(stream_entry(fields, key, float(fields.get("enqueued_at") or time.time())))
+            if "error" in fields:
+                batch.append(bad_line(key, fields["error"]))
+                continue
+            try:
+                enqueued_at = float(fields.get("enqueued_at") or time.time())
+            except (TypeError, ValueError):
+                enqueued_at = time.time()
+            batch.append(stream_entry(fields, key, enqueued_at))
         return batch
 
     def done(self, upto: int, ingested: bool) -> None:
@@ -137,10 +161,24 @@ class JournalFeed:
 
 
 def append_to_journal(path: Path, messages: list[dict[str, Any]]) -> None:
-    """Append messages to a journal durably (the caller may acknowledge them afterwards)."""
+    """Append messages to a journal durably (the caller may acknowledge them afterwards).
+
+    Writers hold an exclusive lock and write whole lines in one call, so concurrent appends never
+    interleave; a line left unfinished by a writer that died is ended first, so it stands alone
+    (and is reported as damaged) instead of spoiling the next one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = [{**m, "enqueued_at": m.get("enqueued_at", time.time())} for m in messages]
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(json.dumps(m, separators=(",", ":")) + "\n" for m in stamped))
-        handle.flush()
-        os.fsync(handle.fileno())
+    data = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in stamped).encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock

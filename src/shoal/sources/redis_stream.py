@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from shoal.errors import InputError, MissingDependencyError
 from shoal.sources import Entry
-from shoal.sources.feeds import stream_entry
+from shoal.sources.feeds import bad_line, stream_entry
 
 SCHEME = "redis+stream"
 CONSUMER = "coordinator"
@@ -79,9 +79,13 @@ class RedisStreamFeed:
         return [(message_id, fields) for message_id, fields in messages if fields is not None]  # None: trimmed
 
     def _entry(self, message_id: bytes, fields: dict[bytes, bytes]) -> Entry:
-        text: dict[str, Any] = {k.decode(): v.decode() for k, v in fields.items()}
+        key = f"{self.stream}/{message_id.decode()}"
+        try:
+            text: dict[str, Any] = {k.decode(): v.decode() for k, v in fields.items()}
+        except UnicodeDecodeError as exc:
+            return bad_line(key, f"a field is not valid UTF-8 ({exc.reason} at byte {exc.start})")
         millis = int(message_id.split(b"-")[0])  # Redis stamps each message with its arrival
-        return stream_entry(text, f"{self.stream}/{message_id.decode()}", millis / 1000)
+        return stream_entry(text, key, millis / 1000)
 
     def done(self, upto: int, ingested: bool) -> None:
         """Acknowledge the messages whose items the ledger now holds. The close message goes last,

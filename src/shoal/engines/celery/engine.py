@@ -261,8 +261,8 @@ class CeleryEngine:
             wait = DISCOVER_EVERY
             try:
                 self._discover()
-            except Exception:  # a broker restart: try again on the next round
-                continue
+            except Exception as exc:  # a broker restart: try again on the next round
+                log.warning("asking the workers which code they run failed (%s); trying again", exc)
 
     def _announce(self) -> list[Event]:
         """A WorkerReady the first time each matching worker is seen (the run's start-up time)."""

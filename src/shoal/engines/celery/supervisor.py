@@ -4,16 +4,23 @@ A Celery task only hands its chunk over and waits: the pipeline runs in processe
 local engine, which loads the model once, enforces per-item timeouts and blames the item that
 crashed a process. So a crashing item fails alone, the Celery worker itself never dies of it, and
 no message is redelivered in a loop.
+
+Tasks wait with a timeout and look at the supervisor meanwhile: if its thread died or stalled,
+they fail at once (and their heartbeats stop), so the coordinator sends their chunks elsewhere
+instead of trusting beats from a worker that can no longer run anything.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import select
 import threading
+import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +34,9 @@ from shoal.wire import JobSpec, Report, WireItem
 if TYPE_CHECKING:
     from shoal.metrics.worker import WorkerMetrics
 
+log = logging.getLogger(__name__)
 POLL_S = 0.1  #: seconds the supervisor thread waits at most (new work and reports wake it at once)
+STALLED_S = 10.0  #: seconds without a turn of the supervisor's loop after which it is presumed stuck
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Supervisor:
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
         self._failure = ""
+        self._turned = time.monotonic()  #: when the supervisor's loop last went round
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()  #: a task thread's nudge: new work is waiting
         self._thread = threading.Thread(target=self._loop, name="shoal-supervisor", daemon=True)
@@ -67,6 +77,11 @@ class Supervisor:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    @property
+    def healthy(self) -> bool:
+        """The supervisor's loop is running and going round: chunks handed to it will be run."""
+        return not self._failure and self._thread.is_alive() and time.monotonic() - self._turned < STALLED_S
+
     def run(self, job: JobSpec, items: list[WireItem]) -> tuple[str, Report]:
         """Run a chunk; returns the name of the process that ran it and what became of each item."""
         if self._failure:
@@ -74,12 +89,20 @@ class Supervisor:
         future: Future[tuple[str, Report]] = Future()
         self._inbox.put((job, items, future))
         os.write(self._wake_w, b"!")
-        return future.result()
+        while True:
+            try:
+                return future.result(timeout=POLL_S * 10)
+            except FutureTimeout:
+                if not self.healthy:
+                    raise WorkerStartError(
+                        self._failure or f"this worker's supervisor has not run for {STALLED_S:g} s"
+                    ) from None
 
     def _loop(self) -> None:
-        self._engine.start()  # spawned from this thread: the processes die with it
         try:
+            self._engine.start()  # spawned from this thread: the processes die with it
             while not self._stop.is_set():
+                self._turned = time.monotonic()
                 while self._engine.capacity() > 0 and not self._inbox.empty():
                     job, items, future = self._inbox.get()
                     chunk = Chunk(next(self._ids), job, items)
@@ -88,10 +111,16 @@ class Supervisor:
                 for event in self._engine.poll(POLL_S, wake=self._wake_r):
                     self._handle(event)
                 self._drain_wake()
+        except Exception as exc:
+            log.exception("shoal: the worker's supervisor stopped")
+            self._failure = self._failure or f"this worker's supervisor stopped: {type(exc).__name__}: {exc}"
         finally:
             self._engine.stop(kill=True)
+            why = self._failure or "the worker is shutting down"
             for waiting in self._waiting.values():
-                waiting.future.set_exception(WorkerStartError("the worker is shutting down"))
+                waiting.future.set_exception(WorkerStartError(why))
+            while not self._inbox.empty():  # handed over but never started
+                self._inbox.get()[2].set_exception(WorkerStartError(why))
 
     def _drain_wake(self) -> None:
         if select.select([self._wake_r], [], [], 0)[0]:

@@ -23,6 +23,7 @@ from shoal.wire import JobSpec
 if TYPE_CHECKING:
     from celery import Celery, Task
 
+log = logging.getLogger(__name__)
 HEARTBEAT_S = 1.0  #: seconds between a running task's heartbeats
 
 
@@ -93,16 +94,18 @@ def register(app: Celery, project: Project, supervisor: Supervisor, *, concurren
                 f"worker {task.request.hostname} runs version {project.fingerprint} of {project.root}, "
                 f"job {spec.job_id} needs {spec.fingerprint}"
             )
-        with _heartbeat(task):
+        with _heartbeat(task, supervisor):
             worker, report = supervisor.run(spec, items)
         return {"worker": worker, **report.to_dict()}
 
 
 class _heartbeat:
-    """Post PROGRESS with a beat counter every HEARTBEAT_S while a task runs."""
+    """Post PROGRESS with a beat counter every HEARTBEAT_S while a task runs and the supervisor
+    can run it: beats from a worker whose supervisor died would hide a chunk that never ends."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, supervisor: Supervisor) -> None:
         self.task = task
+        self.supervisor = supervisor
         self.task_id = task.request.id  # the request is per thread: read it on the task's own thread
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="shoal-heartbeat", daemon=True)
@@ -115,10 +118,15 @@ class _heartbeat:
         self.thread.join()
 
     def _beat(self) -> None:
-        beat = 0
+        beat, failing = 0, False
         while not self.done.wait(HEARTBEAT_S if beat else 0.0):
+            if not self.supervisor.healthy:
+                continue  # silence: the coordinator declares the chunk lost and sends it elsewhere
             beat += 1
             try:
                 self.task.update_state(self.task_id, "PROGRESS", {"beat": beat, "at": time.time()})
-            except Exception:  # a broker hiccup must not fail the chunk; the next beat tries again
-                continue
+                failing = False
+            except Exception as exc:  # a broker hiccup must not fail the chunk; the next beat tries again
+                if not failing:
+                    log.warning("shoal: heartbeat of task %s failed (%s); trying again", self.task_id, exc)
+                failing = True
