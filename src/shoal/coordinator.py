@@ -35,9 +35,10 @@ from shoal.errors import JobBusyError, LedgerWriteError, WorkerStartError
 from shoal.middleware import Middleware, Progress
 from shoal.pipeline import Pipeline
 from shoal.sources import Entry
+from shoal.sources._ids import safe_text
 from shoal.sources.feeds import Feed
 from shoal.store import JobRecord, Ledger
-from shoal.store.rows import failure_row, item_head
+from shoal.store.rows import INPUT, failure_row, item_head
 from shoal.wire import JobSpec, WireItem
 from shoal.write_buffer import WriteBuffer
 
@@ -262,9 +263,18 @@ class Coordinator:
         for seq, entry in enumerate(batch, start=self._next_seq):
             item_id = entry.id
             if item_id in staged or item_id in settled or item_id in known:
-                continue  # a duplicate, or an item an earlier run recorded (and resumes itself)
+                if self._holder(item_id, known) == entry.input:
+                    continue  # a duplicate, or an item an earlier run recorded (and resumes itself)
+                item_id = f"{item_id}~{seq}"  # another input under the same id (a hash collision): its own
+                if self._maybe_known and self.ledger.known(self.job.id, [item_id]):
+                    continue
             fresh += 1
-            meta = None if entry.meta is None else dumps(entry.meta)
+            try:
+                meta = None if entry.meta is None else dumps(entry.meta)
+                if not entry.input.isascii() or not (entry.uri or "").isascii():
+                    (entry.input + (entry.uri or "")).encode("utf-8")  # lone surrogates cannot be stored
+            except (TypeError, UnicodeEncodeError) as exc:
+                entry, meta = _unstorable(entry, exc), None
             staged[item_id] = (item_head(job, item_id, seq, entry.input, entry.uri, meta), now)
             if entry.error is not None:
                 buffer.fail(item_id, failure_row(job, item_id, "failed", 0, _input_error(entry.error)))
@@ -276,6 +286,14 @@ class Coordinator:
         self.progress.total += fresh
         self._next_seq += len(batch)
         return len(batch)
+
+    def _holder(self, item_id: str, known: dict[str, str]) -> str:
+        """The input an id already stands for: in memory, or recorded by an earlier run."""
+        staged = self._buffer.staged.get(item_id)
+        if staged is not None:
+            return str(staged[0][INPUT])
+        settled = self._buffer.settled.get(item_id)
+        return str(settled[INPUT]) if settled is not None else known[item_id]
 
     # --- dispatching -------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -430,6 +448,13 @@ def _wire(entry: Entry) -> WireItem:
     if entry.meta is not None:
         wire["meta"] = entry.meta
     return wire
+
+
+def _unstorable(entry: Entry, exc: Exception) -> Entry:
+    """A failed entry naming one whose text or fields cannot be stored (lone surrogates from a
+    JSON escape, values JSON cannot hold)."""
+    name = safe_text(entry.input)
+    return Entry(entry.id, name, error=f"{name}: cannot be stored as given ({safe_text(str(exc))})")
 
 
 def _input_error(message: str) -> dict[str, Any]:

@@ -1,8 +1,13 @@
 """A project folder: pipeline.py, optional shoal.toml and requirements.txt, and its fingerprint.
 
-The fingerprint is a hash of the project's code and configuration (``*.py``, ``shoal.toml``,
-``requirements*.txt`` and any globs listed under ``[project] include`` in shoal.toml). Data files
-in the folder do not count, so adding inputs next to the code does not make a new job.
+The fingerprint is a hash of the project's code and configuration: every ``*.py``,
+``shoal.toml`` and ``requirements*.txt`` file, and any glob listed under ``[project] include`` in
+shoal.toml, anywhere in the project folder except where code of the project cannot be: hidden
+folders, ``__pycache__``, virtual environments (a folder holding ``pyvenv.cfg``), ``node_modules``
+and ``site-packages``, what shoal itself writes (``shoal-runs``, a folder holding a ``ledger.db``
+or a run's ``job.json``), the inputs named in ``[run] inputs``, and globs under
+``[project] exclude``. Data files do not count, so adding inputs next to the code does not make a
+new job; a subpackage that happens to be called ``data`` does.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from shoal.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.py"
 CONFIG_FILE = "shoal.toml"
-_SKIP_DIRS = {"__pycache__", "shoal-runs", "node_modules", "venv", "site-packages", "data"}
+_SKIP_DIRS = {"__pycache__", "shoal-runs", "node_modules", "site-packages"}
+_NOT_CODE_MARKS = ("pyvenv.cfg", "ledger.db", "job.json")  #: a folder holding one is no code of the project
 _CODE_GLOBS = ("*.py", CONFIG_FILE, "requirements*.txt")
 
 
@@ -85,8 +91,11 @@ def fingerprint(folder: Path, config: dict[str, Any] | None = None) -> str:
 
 def code_files(folder: Path, config: dict[str, Any] | None = None) -> list[Path]:
     """The files the fingerprint covers, in a stable order."""
-    patterns = (*_CODE_GLOBS, *(config or {}).get("project", {}).get("include", []))
-    return _code_files(folder, patterns)
+    config = config or {}
+    patterns = (*_CODE_GLOBS, *config.get("project", {}).get("include", []))
+    inputs = [str(v) for v in config.get("run", {}).get("inputs", []) if "://" not in str(v)]
+    skip = tuple(os.path.normpath(v).rstrip("/") for v in inputs if not os.path.isabs(v))
+    return _code_files(folder, patterns, skip + tuple(config.get("project", {}).get("exclude", [])))
 
 
 Stamp = tuple[tuple[str, int, int], ...]
@@ -104,15 +113,23 @@ def code_stamp(folder: Path, config: dict[str, Any] | None = None) -> Stamp:
     return tuple(stamp)
 
 
-def _code_files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+def _code_files(folder: Path, patterns: tuple[str, ...], skip: tuple[str, ...]) -> list[Path]:
     found = []
     for parent, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
         rel = Path(parent).relative_to(folder)
+        if rel.parts and any(mark in files for mark in _NOT_CODE_MARKS):
+            dirs[:] = []
+            continue
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".") and d not in _SKIP_DIRS and not any(fnmatch((rel / d).as_posix(), p) for p in skip)
+        ]
         found += [
             Path(parent, f)
             for f in files
             if any(fnmatch(str(rel / f), p) or fnmatch(f, p) for p in patterns)
+            and not any(fnmatch((rel / f).as_posix(), p) for p in skip)
             and os.path.isfile(os.path.join(parent, f))  # not an editor's dangling lock link (.#pipeline.py)
         ]
     return sorted(found)

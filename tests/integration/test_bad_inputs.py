@@ -129,10 +129,61 @@ def test_bad_rows_of_a_jsonl_file_fail_alone(home: Path, make_project: MakeProje
     )
     result = shoal.run(project, [str(rows)], workers=1)
 
-    assert sorted(r["result"]["loud"] for r in read_results(result.out)) == ["ONE", "TWO"]
+    assert sorted(r["result"]["loud"] for r in read_results(result.out)) == ["ONE", "ONE", "TWO"]  # rows alike
     assert result.report is not None
-    assert result.report["items"]["duplicates"] == 1  # the repeated row ran once
+    assert result.report["items"]["duplicates"] == 0
     errors = {e["input"]: e for e in read_errors(result.out)}
     assert errors["rows.jsonl:2"]["error_type"] == "InputError"
     assert "rows.jsonl:2: not valid JSON" in errors["rows.jsonl:2"]["message"]
     assert "rows.jsonl:3: expected a JSON object, found list" in errors["rows.jsonl:3"]["message"]
+
+
+MIXED = """
+import shoal
+pipeline = shoal.Pipeline("mixed")
+
+@pipeline.stage()
+def read(item):
+    if item.uri is None:
+        return {"n": item.meta.get("n") or item.meta.get("text")}
+    return {"text": item.read_text().strip()}
+"""
+
+
+def test_inputs_that_cannot_be_decoded_or_delimited_fail_alone_and_the_rest_run(
+    home: Path, make_project: MakeProject
+) -> None:
+    data = home / "data"
+    data.mkdir()
+    (data / "plain.txt").write_text("plain\n")
+    with open(bytes(data) + b"/caf\xe9.txt", "wb") as handle:  # a Latin-1 file name
+        handle.write(b"latin\n")
+    latin = home / "latin1.csv"
+    latin.write_bytes(b"n,label\n1,a\n2,b\n3,caf\xe9\n4,d\n5,e\n")
+    binary = home / "binary.csv"
+    binary.write_bytes(bytes(range(256)) * 8)
+    quoted = home / "quote.csv"
+    opens = '"never closed'
+    quoted.write_text("n,label\n" + "".join(f"{i},{opens if i == 10 else 'ok'}\n" for i in range(60)))
+    jsonl = home / "rows.jsonl"
+    jsonl.write_bytes(b'{"text": "one"}\n{"text": "caf\xe9"}\n{"text": "\\udc80"}\n{"text": "four"}\n')
+    listing = home / "uris.txt"
+    listing.write_bytes(str(data / "plain.txt").encode() + b"\n" + bytes(data) + b"/caf\xe9.txt\n")
+    project = make_project(MIXED)
+    inputs = [str(data), str(latin), str(binary), str(quoted), str(jsonl), str(listing)]
+
+    result = shoal.run(project, inputs, workers=2, retries=0)
+
+    errors = {e["input"]: e["message"] for e in read_errors(result.out)}
+    assert result.exit_code == 1
+    assert result.counts["succeeded"] == 1 + 4 + 59 + 2, errors  # the plain file once: the list repeats it
+    assert "caf\\xe9.txt: the file name is not UTF-8 text" in errors[f"{data}/caf\\xe9.txt"]
+    assert errors["latin1.csv:4"] == "latin1.csv:4: not UTF-8 text (say, a Latin-1 byte)"
+    assert errors["binary.csv:1"].startswith("binary.csv:1: ")
+    assert "quote.csv:12: a quoted field opens here and is never closed" in errors["quote.csv:12"]
+    assert errors["rows.jsonl:2"] == "rows.jsonl:2: not UTF-8 text"
+    assert "cannot be stored as given" in errors["rows.jsonl:3"]
+    assert errors["uris.txt:2"] == "uris.txt:2: not UTF-8 text"
+    assert len(errors) == 7
+    numbers = sorted(r["result"]["n"] for r in read_results(result.out) if str(r["input"]).startswith("quote.csv"))
+    assert numbers == sorted(str(i) for i in range(60) if i != 10)

@@ -11,7 +11,7 @@ import pytest
 
 import shoal
 from shoal.errors import FingerprintMismatchError, PipelineDefinitionError, ProjectError, WorkerStartError
-from shoal.project import fingerprint, load_project
+from shoal.project import code_files, fingerprint, load_project, read_config
 from shoal.wire import JobSpec
 from shoal.worker.runtime import Runtime
 from tests.conftest import MakeProject
@@ -221,3 +221,24 @@ def test_a_long_lived_worker_keeps_the_scratch_of_its_recent_jobs_only(
     assert [s.exists() for s in scratches] == [False] * 3 + [True] * KEEP_CONTEXTS
     runtime.close()
     assert not any(s.exists() for s in scratches)
+
+
+def test_code_in_a_folder_called_data_counts_and_only_the_inputs_are_skipped(make_project: MakeProject) -> None:
+    project = make_project(STAGES, toml='[run]\ninputs = ["images"]\n[project]\nexclude = ["scratch"]\n')
+    (project / "pkg" / "data").mkdir(parents=True)
+    (project / "pkg" / "data" / "tables.py").write_text("ROWS = 1\n")
+    for folder in ("images", "scratch", "venv", "runs/job-1"):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "helper.py").write_text("X = 1\n")
+    (project / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (project / "runs" / "job-1" / "job.json").write_text("{}\n")
+    config = read_config(project)
+    before = fingerprint(project, config)
+    assert project / "pkg" / "data" / "tables.py" in code_files(project, config)
+
+    (project / "pkg" / "data" / "tables.py").write_text("ROWS = 2\n")  # code in a subpackage called data
+    assert fingerprint(project, config) != before
+    changed = fingerprint(project, config)
+    for folder in ("images", "scratch", "venv", "runs/job-1"):  # an input, excluded, a venv, a run folder
+        (project / folder / "helper.py").write_text("X = 2\n")
+    assert fingerprint(project, config) == changed

@@ -82,11 +82,63 @@ def test_csv_rows_with_id_and_file_columns(tmp_path: Path) -> None:
     assert entries[3].error == "rows.csv:5: row has 2 fields, the header has 3"
 
 
-def test_identical_rows_are_the_same_item(tmp_path: Path) -> None:
+def test_each_row_is_its_own_item_even_two_rows_alike(tmp_path: Path) -> None:
+    """Ids of rows without an id column come from where they are, so no two can collide."""
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"a": 1, "b": 2}\n{"b": 2, "a": 1}\n{"a": 2}\n')
     ids = [e.id for e in open_inputs([str(rows)])]
-    assert ids[0] == ids[1] != ids[2]
+    assert len(set(ids)) == 3
+    assert ids[0].startswith("rows-1-")
+    again = tmp_path / "again" / "rows.jsonl"  # the same name elsewhere: other ids
+    again.parent.mkdir()
+    again.write_text(rows.read_text())
+    assert not set(ids) & {e.id for e in open_inputs([str(again)])}
+
+
+def test_an_unterminated_quote_is_an_error_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    table = tmp_path / "table.csv"
+    opens = '"open'
+    table.write_text("n,label\n" + "".join(f"{i},{opens if i == 10 else 'ok'}\n" for i in range(60)))
+    entries = list(open_inputs([str(table)]))
+    bad = [e for e in entries if e.error]
+    assert [e.input for e in bad] == ["table.csv:12"]
+    assert "a quoted field opens here and is never closed" in str(bad[0].error)
+    assert [e.meta["n"] for e in entries if e.meta] == [str(i) for i in range(60) if i != 10]
+
+
+def test_a_quote_that_closes_later_spans_lines_as_csv_allows(tmp_path: Path) -> None:
+    table = tmp_path / "table.csv"
+    table.write_text('n,text\n1,"two\nlines"\n2,plain\n3,"x,""y"""\n')
+    entries = list(open_inputs([str(table)]))
+    assert [(e.input, e.meta) for e in entries] == [
+        ("table.csv:2", {"n": "1", "text": "two\nlines"}),
+        ("table.csv:4", {"n": "2", "text": "plain"}),
+        ("table.csv:5", {"n": "3", "text": 'x,"y"'}),
+    ]
+
+
+def test_bytes_that_are_not_utf8_fail_their_own_row_line_or_file(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_bytes(b"n\n1\n\xe9\n3\n")
+    (tmp_path / "rows.jsonl").write_bytes(b'{"n": 1}\n{"n": "\xff"}\n')
+    (tmp_path / "list.txt").write_bytes(b"/a\n/b\xe9\n/c\n")
+    (tmp_path / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("ok")
+    (Path(os.fsdecode(bytes(folder) + b"/caf\xe9.txt"))).write_text("x")
+    found = {name: list(open_inputs([str(tmp_path / name)])) for name in ("rows.csv", "rows.jsonl", "list.txt")}
+    found["binary.csv"] = list(open_inputs([str(tmp_path / "binary.csv")]))
+    found["folder"] = list(open_inputs([str(folder)]))
+    errors = {name: [e.error for e in entries if e.error] for name, entries in found.items()}
+    assert errors == {
+        "rows.csv": ["rows.csv:3: not UTF-8 text (say, a Latin-1 byte)"],
+        "rows.jsonl": ["rows.jsonl:2: not UTF-8 text"],
+        "list.txt": ["list.txt:2: not UTF-8 text"],
+        "binary.csv": ["binary.csv:1: not a CSV file: its first line is binary data, not UTF-8 text"],
+        "folder": [f"{folder}/caf\\xe9.txt: the file name is not UTF-8 text"],
+    }
+    assert [e.input for e in found["folder"]] == [f"{folder}/caf\\xe9.txt", str(folder / "ok.txt")]
+    assert all(e.input.encode() for entries in found.values() for e in entries)  # all storable
 
 
 def test_inputs_that_cannot_be_opened_are_usage_errors(tmp_path: Path) -> None:

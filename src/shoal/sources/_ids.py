@@ -28,3 +28,20 @@ def user_id(value: object) -> str:
     """An id a user supplied (an ``id`` column): kept as is when safe, else made safe."""
     text = str(value)
     return text if _SAFE_ID.match(text) else item_id(text, text)
+
+
+def safe_text(text: str) -> str:
+    """Text that can be stored and shown: bytes that were not UTF-8 (read as surrogate escapes)
+    become ``\\xe9``-style escapes, other lone surrogates ``\\udc80``-style ones. Valid text is
+    returned as it is."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from shoal.errors import InputError
 from shoal.sources import Entry
-from shoal.sources._ids import item_id
+from shoal.sources._ids import item_id, safe_text
 
 _GLOB_CHARS = set("*?[")
 
@@ -35,6 +35,9 @@ def _visible(name: str) -> bool:
 
 def file_entry(path: Path, label: str) -> Entry:
     absolute = os.path.abspath(path)
+    safe = safe_text(absolute)
+    if safe != absolute:  # a name that is not UTF-8: kept, escaped, in a failed item of its own
+        return Entry(item_id(safe_text(label), safe), safe, error=f"{safe}: the file name is not UTF-8 text")
     return Entry(item_id(label, absolute), absolute, absolute)
 
 

@@ -1,21 +1,28 @@
 """CSV/TSV and JSONL rows: one item per row, its fields in ``item.meta``.
 
 A row's file comes from its ``uri``, ``url``, ``path`` or ``file`` column when it has one; its id
-from an ``id`` column, else from its content (so identical rows are one item). A row that cannot
-be read becomes a failed item naming the line, and the rest go on.
+from an ``id`` column, else from its position (the file and the line it starts on), so two rows
+never share an id, even two rows alike.
+
+A row that cannot be read becomes a failed item naming its line, and the rest go on: a row with
+the wrong number of fields, bytes that are not UTF-8, a line that is not JSON, and a CSV row the
+parser cannot delimit (an unterminated quote). The parser is strict, so such a row is an error,
+never a silent end of input; the lines after it are read again as rows of their own.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from shoal.sources import Entry
-from shoal.sources._ids import item_id, user_id
+from shoal.sources._ids import item_id, safe_text, slug, user_id
 from shoal.sources.files import local_path
 from shoal.sources.uri_list import open_text
 
@@ -29,6 +36,8 @@ class Rows:
         self.location = location
         self.name = location.rstrip("/").rsplit("/", 1)[-1]
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
+        where = os.path.abspath(location) if "://" not in location else location
+        self._file_key = hashlib.sha1(where.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
     def __iter__(self) -> Iterator[Entry]:
         if self.location.lower().endswith((".jsonl", ".ndjson")):
@@ -38,21 +47,49 @@ class Rows:
 
     def _csv(self) -> Iterator[Entry]:
         delimiter = "\t" if self.location.lower().endswith(".tsv") else ","
-        with open_text(self.location) as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            width = len(reader.fieldnames or ())
-            for row in reader:
-                line = reader.line_num
-                fields = _field_count(row, width)
-                if fields != width:
-                    yield self._bad(line, f"row has {fields} fields, the header has {width}")
+        with open_text(self.location, errors="surrogateescape") as handle:
+            lines = _Lines(handle)
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield self._bad(1, f"not a readable CSV header ({exc})")
+                return
+            if _undecodable(header) or any("\0" in name for name in header):
+                yield self._bad(1, "not a CSV file: its first line is binary data, not UTF-8 text")
+                return
+            width = len(header)
+            while True:
+                lines.begin_row()
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield self._bad(lines.row_start, _csv_problem(exc, lines))
+                    lines.retry_after_first()
+                    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+                    continue
+                if not row:
+                    continue  # a blank line
+                if _undecodable(row):
+                    yield self._bad(lines.row_start, "not UTF-8 text (say, a Latin-1 byte)")
+                elif any("\0" in value for value in row):
+                    yield self._bad(lines.row_start, "holds a NUL byte: binary data, not text")
+                elif len(row) != width:
+                    yield self._bad(lines.row_start, f"row has {len(row)} fields, the header has {width}")
                 else:
-                    yield self._entry(line, dict(row))
+                    yield self._entry(lines.row_start, dict(zip(header, row, strict=True)))
 
     def _jsonl(self) -> Iterator[Entry]:
-        with open_text(self.location) as handle:
+        with open_text(self.location, errors="surrogateescape") as handle:
             for line, text in enumerate(handle, start=1):
                 if not text.strip():
+                    continue
+                if _undecodable([text]):
+                    yield self._bad(line, "not UTF-8 text")
                     continue
                 try:
                     row = json.loads(text)
@@ -71,9 +108,8 @@ class Rows:
         label = f"{self.name}:{line}" if uri is None else uri
         if "id" in keys and row[keys["id"]] not in (None, ""):
             return Entry(user_id(row[keys["id"]]), label, uri, row)
-        content = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
-        name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else "row"
-        return Entry(item_id(name, content), label, uri, row)
+        name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else self.name.rsplit(".", 1)[0]
+        return Entry(f"{slug(name)}-{line}-{self._file_key}", label, uri, row)
 
     def _uri(self, value: str) -> str:
         path = local_path(value, Path(self.base)) if self.base else None
@@ -84,8 +120,51 @@ class Rows:
         return Entry(item_id(where, f"{os.path.abspath(self.location)}#{line}"), where, error=f"{where}: {reason}")
 
 
-def _field_count(row: dict[Any, Any], width: int) -> int:
-    """Fields a csv.DictReader row really had: extras land under None, missing ones are None."""
-    extra = len(row.get(None) or ())
-    missing = sum(1 for key, value in row.items() if key is not None and value is None)
-    return width + extra - missing
+class _Lines:
+    """The lines of a file for csv.reader, numbered, keeping those of the row being read so that
+    a row the parser rejects can be given up and the lines after its first read again."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self._again: deque[str] = deque()
+        self._row: list[str] = []
+        self.number = 0  #: lines handed out so far
+        self.row_start = 1  #: the line the current row starts on
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._handle)
+        self.number += 1
+        self._row.append(line)
+        return line
+
+    def begin_row(self) -> None:
+        self._row = []
+        self.row_start = self.number + 1
+
+    def retry_after_first(self) -> None:
+        """Give up the current row's first line; the lines after it are read again."""
+        self._again.extendleft(reversed(self._row[1:]))
+        self.number = self.row_start
+        self._row = []
+
+    @property
+    def row_lines(self) -> int:
+        return len(self._row)
+
+
+def _csv_problem(exc: csv.Error, lines: _Lines) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text or "field larger than field limit" in text:
+        return (
+            f"a quoted field opens here and is never closed ({lines.row_lines} lines read looking for its end); "
+            "the lines after it are read as rows of their own"
+        )
+    return f"cannot be read as CSV ({text})"
+
+
+def _undecodable(values: list[str]) -> bool:
+    """Whether text read with errors='surrogateescape' held bytes that are not UTF-8."""
+    return any(safe_text(value) != value for value in values)

@@ -8,16 +8,17 @@ from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from shoal.sources import Entry
-from shoal.sources._ids import item_id
+from shoal.sources._ids import item_id, safe_text
 
 
-def open_text(location: str) -> IO[str]:
-    """Open a local path or any fsspec URL as text."""
+def open_text(location: str, errors: str = "strict") -> IO[str]:
+    """Open a local path or any fsspec URL as UTF-8 text (``errors="surrogateescape"`` keeps bytes
+    that are not UTF-8 as escapes, so one bad line can be reported instead of ending the read)."""
     if "://" not in location:
-        return open(location, encoding="utf-8", newline="")
+        return open(location, encoding="utf-8", errors=errors, newline="")
     import fsspec
 
-    return fsspec.open(location, "rt", encoding="utf-8", newline="").open()  # type: ignore[no-any-return]
+    return fsspec.open(location, "rt", encoding="utf-8", errors=errors, newline="").open()  # type: ignore[no-any-return]
 
 
 class UriList:
@@ -31,11 +32,17 @@ class UriList:
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
 
     def __iter__(self) -> Iterator[Entry]:
-        with open_text(self.location) as lines:
-            for raw in lines:
+        name = self.location.rstrip("/").rsplit("/", 1)[-1]
+        with open_text(self.location, errors="surrogateescape") as lines:
+            for number, raw in enumerate(lines, start=1):
                 line = raw.strip()
-                if line and not line.startswith("#"):
-                    yield self._entry(line)
+                if not line or line.startswith("#"):
+                    continue
+                if not line.isascii() and safe_text(line) != line:
+                    where = f"{name}:{number}"
+                    yield Entry(item_id(where, f"{self.location}#{number}"), where, error=f"{where}: not UTF-8 text")
+                    continue
+                yield self._entry(line)
 
     def _entry(self, line: str) -> Entry:
         if "://" in line:

@@ -212,15 +212,15 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(select(items.c.key).where(*of_job(self._num(job_id))).limit(1)).first() is not None
 
-    def known(self, job_id: str, ids: Sequence[str]) -> dict[str, int]:
-        """Which of ``ids`` the job already has, with the input position each was first seen at."""
-        found: dict[str, int] = {}
+    def known(self, job_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """Which of ``ids`` the job already has, with the input each stands for."""
+        found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for k in range(0, len(ids), 500):
-                query = select(items.c.id, items.c.seq).where(
+                query = select(items.c.id, items.c.input).where(
                     items.c.job == self._num(job_id), items.c.id.in_(ids[k : k + 500])
                 )
-                found.update((row.id, row.seq) for row in conn.execute(query))
+                found.update((row.id, row.input) for row in conn.execute(query))
         return found
 
     def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:

@@ -37,6 +37,7 @@ ITEM_FIELDS = (
     "error_traceback",
 )
 SEQ = ITEM_FIELDS.index("seq")
+INPUT = ITEM_FIELDS.index("input")
 
 #: an update of an item that succeeded
 SUCCEEDED_FIELDS = ("worker", "started", "finished", "seconds", "result", "attempts", "job", "id")
