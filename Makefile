@@ -37,9 +37,10 @@ lint: install-test
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
-# Tests that need Redis, RabbitMQ or PostgreSQL skip (saying how to start them) when they are
-# not running; .ci/run starts them first.
+# Installs (as root) and starts what the tests need first: Redis, RabbitMQ, PostgreSQL, Prometheus,
+# Chromium. Tests whose service cannot be had (no root to install it) skip, saying how to fix it.
 test: install-test lint
+	./scripts/test-services
 	$(BIN)/python -m pytest
 
 bench: install-test

@@ -367,3 +367,67 @@ def test_wait_takes_over_once_the_running_process_is_done(
     assert waited.returncode == 0, waited.stderr
     assert "already ran" in waited.stderr
     assert len(_processed(log)) == 100
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """``mount(name, options)``: a tmpfs of its own (``ro``, ``size=64k``...); unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; run the tests as root (CI does)")
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True)
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_read_only_run_folder_is_one_line_and_the_next_run_can_pick_another(
+    home: Path, make_project: MakeProject, mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    project = make_project(ROWS)
+    rows = _csv(home / "numbers.csv", 50)
+    read_only = mount_tmpfs("read-only", "ro,size=1m")
+    command = ("run", str(project), "--input", str(rows), "--workers", "1")
+
+    refused = shoal_cli(*command, "--out", str(read_only / "run"), cwd=home)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"shoal: error: cannot write the run folder {read_only}")
+    assert "--out" in refused.stderr
+
+    moved = shoal_cli(*command, "--out", str(home / "writable"), cwd=home)
+    assert moved.returncode == 0, moved.stderr
+    assert len(read_results(home / "writable")) == 50
+    ledger = Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
+    try:
+        (job,) = ledger.list_jobs()
+        assert job.out == str(home / "writable")
+    finally:
+        ledger.close()
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_the_report_can_go_elsewhere(
+    home: Path, make_project: MakeProject, mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    project = make_project(ROWS)
+    rows = _csv(home / "numbers.csv", 3000)
+    small = mount_tmpfs("small", "size=64k")
+    command = ("run", str(project), "--input", str(rows), "--workers", "2")
+
+    full = shoal_cli(*command, "--out", str(small / "run"), cwd=home)
+    assert full.returncode == 2, full.stderr
+    assert "Traceback" not in full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"shoal: error: cannot write the run folder {small / 'run'}: No space left on device")
+
+    again = shoal_cli(*command, "--out", str(home / "roomy"), cwd=home)
+    assert again.returncode == 0, again.stderr
+    assert "already ran" in again.stderr  # the items were done: only the report is written, here
+    assert sorted(r["result"]["twice"] for r in read_results(home / "roomy")) == [2 * i for i in range(3000)]
