@@ -38,7 +38,7 @@ from shoal.sources import Entry
 from shoal.sources._ids import safe_text
 from shoal.sources.feeds import Feed
 from shoal.store import JobRecord, Ledger
-from shoal.store.rows import INPUT, failure_row, item_head
+from shoal.store.rows import INPUT, SEQ, failure_row, item_head
 from shoal.wire import JobSpec, WireItem
 from shoal.write_buffer import WriteBuffer
 
@@ -92,6 +92,8 @@ class Coordinator:
         self._resume_after: int | None = -1  #: ledger seq cursor while re-reading pending items
         self._maybe_known = ledger.has_items(job.id)  #: the ledger may hold items the inputs repeat
         self._buffer = WriteBuffer(ledger, job.id, job.num, owner)
+        self._duplicates: deque[int] = deque()  #: positions of repeated entries not yet counted in the ledger
+        self._dry = False  #: the inputs had nothing ready at the last look
         self._ready: deque[WireItem] = deque()
         self._solo: deque[WireItem] = deque()  #: items that must run alone (their batch failed)
         self._delayed: list[tuple[float, int, WireItem]] = []  #: retries waiting out their backoff
@@ -163,10 +165,10 @@ class Coordinator:
                 self._dispatch()
                 if self._drained():
                     return "finished"
-            if self._idle_on_stream():
-                self._ingest(wait=TICK)
+            if self._idle_on_feed():
+                self._ingest(wait=TICK)  # nothing to run and nothing running: wait on the inputs
             read_ahead = self._can_read_ahead()
-            events = self.engine.poll(0.0 if read_ahead or self._idle_on_stream() else self._wait(now))
+            events = self.engine.poll(0.0 if read_ahead or self._idle_on_feed() else self._wait(now))
             for event in events:
                 self._handle(event)
             if read_ahead and not events:
@@ -179,16 +181,16 @@ class Coordinator:
             and self._resume_after is None
             and self._feed is not None
             and not self._feed.streaming  # a stream is waited on, not polled
+            and not self._dry
             and len(self._ready) < READ_AHEAD
         )
 
-    def _idle_on_stream(self) -> bool:
-        """Nothing to run and nothing running: wait on the stream itself for the next entries."""
+    def _idle_on_feed(self) -> bool:
+        """Nothing to run and nothing running: wait on the inputs themselves for the next entries."""
         return (
             self._stop_at is None
             and self._resume_after is None
             and self._feed is not None
-            and self._feed.streaming
             and not (self._ready or self._solo or self._delayed or self._inflight)
         )
 
@@ -213,7 +215,7 @@ class Coordinator:
         )
 
     def _wait(self, now: float) -> float:
-        wait = STREAM_TICK if self._feed is not None and self._feed.streaming else TICK
+        wait = STREAM_TICK if self._feed is not None and (self._feed.streaming or self._dry) else TICK
         if self._delayed:
             return min(wait, max(0.0, self._delayed[0][0] - now))
         return wait
@@ -226,8 +228,8 @@ class Coordinator:
             if self._resume_after is not None:
                 self._resume_page()
             elif self._feed is not None:
-                if not self._ingest() and self._feed is not None and self._feed.streaming:
-                    return  # a stream with nothing new: dispatch what is ready
+                if not self._ingest():
+                    return  # nothing new yet (a stream, or inputs still being read): dispatch what is ready
             else:
                 return
 
@@ -256,15 +258,19 @@ class Coordinator:
             self._feed = None
             self.progress.ingested = True
             return 0
-        known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known else {}
+        self._dry = not batch
+        known = self.ledger.known(self.job.id, [e.id for e in batch]) if self._maybe_known and batch else {}
         buffer, ready, job, now = self._buffer, self._ready, self.job.num, time.monotonic()
         staged, settled = buffer.staged, buffer.settled
         fresh = 0
         for seq, entry in enumerate(batch, start=self._next_seq):
             item_id = entry.id
             if item_id in staged or item_id in settled or item_id in known:
-                if self._holder(item_id, known) == entry.input:
-                    continue  # a duplicate, or an item an earlier run recorded (and resumes itself)
+                first_seen, holder = self._holder(item_id, known)
+                if holder == entry.input:
+                    if first_seen != seq:
+                        self._duplicates.append(seq)  # a repeat of an earlier entry: processed once
+                    continue  # (or the very entry an earlier run recorded: it resumes itself)
                 item_id = f"{item_id}~{seq}"  # another input under the same id (a hash collision): its own
                 if self._maybe_known and self.ledger.known(self.job.id, [item_id]):
                     continue
@@ -287,13 +293,11 @@ class Coordinator:
         self._next_seq += len(batch)
         return len(batch)
 
-    def _holder(self, item_id: str, known: dict[str, str]) -> str:
-        """The input an id already stands for: in memory, or recorded by an earlier run."""
+    def _holder(self, item_id: str, known: dict[str, tuple[int, str]]) -> tuple[int, str]:
+        """Where an id was first seen and the input it stands for: in memory, or recorded earlier."""
         staged = self._buffer.staged.get(item_id)
-        if staged is not None:
-            return str(staged[0][INPUT])
-        settled = self._buffer.settled.get(item_id)
-        return str(settled[INPUT]) if settled is not None else known[item_id]
+        row = staged[0] if staged is not None else self._buffer.settled.get(item_id)
+        return (int(row[SEQ]), str(row[INPUT])) if row is not None else known[item_id]
 
     # --- dispatching -------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -435,7 +439,16 @@ class Coordinator:
     def _commit(self, *, final: bool = False) -> None:
         """Write outcomes, new items that settled, and new items that waited long enough, in one go;
         tell the source which entries are safely recorded."""
-        watermark, ingested = self._buffer.flush(self._next_seq, self._feed is None, final=final)
+        counted = 0
+
+        def extra(watermark: int) -> dict[str, Any]:
+            nonlocal counted
+            counted = next((i for i, seq in enumerate(self._duplicates) if seq >= watermark), len(self._duplicates))
+            return {"duplicates": counted, "checkpoint": self._source.checkpoint(watermark)}
+
+        watermark, ingested = self._buffer.flush(self._next_seq, self._feed is None, final=final, extra=extra)
+        for _ in range(counted):  # recorded now
+            self._duplicates.popleft()
         self._source.done(watermark, ingested)
         self._maybe_known = self._maybe_known or self._buffer.wrote_items
         self._last_commit = time.monotonic()

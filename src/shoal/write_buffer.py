@@ -92,9 +92,17 @@ class WriteBuffer:
             return True
         return bool(self.staged) and now - next(iter(self.staged.values()))[1] >= STAGE_S
 
-    def flush(self, next_seq: int, read_all: bool, *, final: bool = False) -> tuple[int, bool]:
+    def flush(
+        self,
+        next_seq: int,
+        read_all: bool,
+        *,
+        final: bool = False,
+        extra: Callable[[int], dict[str, Any]] | None = None,
+    ) -> tuple[int, bool]:
         """Write what is due (everything when ``final``) in one transaction; returns the watermark
-        written and whether the job is now recorded as wholly ingested."""
+        written and whether the job is now recorded as wholly ingested. ``extra(watermark)`` gives
+        more of the job's fields to record with that watermark (Ledger.record's keywords)."""
         now = time.monotonic()
         aged = 0
         for _, staged_at in self.staged.values():
@@ -109,6 +117,7 @@ class WriteBuffer:
             *self.settled.values(),
             *(head + PENDING_TAIL for head, _ in itertools.islice(self.staged.values(), aged)),
         ]
+        more = extra(watermark) if extra is not None else {}
         self._write(
             lambda: self.ledger.record(
                 self.job_id,
@@ -119,6 +128,7 @@ class WriteBuffer:
                 entries=watermark,
                 ingested=ingested,
                 owner=self.owner,
+                **more,
             )
         )
         for item_id in list(itertools.islice(self.staged, aged)):  # forgotten only now that they are written

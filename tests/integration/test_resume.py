@@ -115,3 +115,53 @@ def test_ctrl_c_settles_writes_a_partial_report_and_resumes(
     assert sorted(r["id"] for r in results) == sorted(set(r["id"] for r in results))
     assert len(results) == 40
     assert {r["id"] for r in partial} <= {r["id"] for r in results}
+
+
+CHEAP = """
+import shoal
+pipeline = shoal.Pipeline("cheap")
+
+@pipeline.stage()
+def name(item):
+    return {"length": len(item.id)}
+"""
+
+
+def test_a_resumed_job_reads_its_inputs_from_where_its_recorded_entries_end(
+    home: Path, make_project: MakeProject
+) -> None:
+    """The job's checkpoint says where in the list its recorded entries end: the next run seeks
+    there. Lines before it are spoilt after the kill: read again, they would fail."""
+    project = make_project(CHEAP)
+    listing = home / "paths.txt"
+    listing.write_text("".join(f"/nowhere/folder/file-{i:07d}.txt\n" for i in range(100_000)))
+    command = ("run", str(project), "--input", str(listing), "--workers", "2")
+
+    first = start_cli(*command, cwd=home)
+    deadline = time.monotonic() + 60
+    job = None
+    while job is None or job.entries < 10_000:
+        assert time.monotonic() < deadline, "the job never recorded 10,000 entries"
+        time.sleep(0.02)
+        if (home / "shoal-runs" / "ledger.db").exists():
+            ledger = ledger_in(home)
+            found = ledger.list_jobs()
+            ledger.close()
+            job = found[0] if found else None
+    kill_9(first)
+    ledger = ledger_in(home)
+    job = ledger.get_job(job.id)
+    ledger.close()
+    assert not job.ingested
+    assert job.checkpoint is not None
+    offset = json.loads(job.checkpoint)["at"][1][0]
+    assert offset > 0
+    with listing.open("r+b") as handle:  # every line before the checkpoint made unreadable
+        spoilt = bytes(b if b == ord("\n") else 0xFF for b in handle.read(offset))
+        handle.seek(0)
+        handle.write(spoilt)
+
+    second = shoal_cli(*command, cwd=home)
+    assert second.returncode == 0, second.stderr
+    results = read_results(home / "shoal-runs" / job.id)
+    assert len(results) == len({r["id"] for r in results}) == 100_000

@@ -200,5 +200,5 @@ def test_duplicates_run_once_across_commits_and_the_watermark_covers_every_entry
     job = ledger.get_job("job-1")
     assert job.entries == 2503
     assert job.ingested
-    assert ledger.duplicates(job) == 3
+    assert job.duplicates == 3
     assert ledger.counts("job-1")["succeeded"] == 2500

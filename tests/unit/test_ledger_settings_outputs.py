@@ -106,7 +106,7 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
             "tb",
         ),
     )
-    ledger.record(job.id, new=[*rows, failed], entries=5)
+    ledger.record(job.id, new=[*rows, failed], entries=5, duplicates=1)
     ledger.end_run(job.id, number, "finished", 0.1)
     ledger.set_state(job.id, "failed", finished=True)
 
@@ -152,3 +152,44 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
 def test_flatten_and_utc() -> None:
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": "[1, 2]", "d": None}
     assert utc(0.0) == "1970-01-01T00:00:00.000Z"
+
+
+def _counted(ledger: Ledger, job: JobRecord) -> dict[str, int]:
+    """Counts the slow way, from the item rows themselves."""
+    from sqlalchemy import func, select
+
+    from shoal.store.schema import items
+
+    with ledger.engine.connect() as conn:
+        query = select(items.c.status, func.count()).where(items.c.job == job.num).group_by(items.c.status)
+        found = dict(conn.execute(query).all())
+    return {s: found.get(s, 0) for s in ("pending", "succeeded", "failed", "cancelled")}
+
+
+def test_kept_counts_follow_every_kind_of_write(ledger: Ledger) -> None:
+    from shoal.store.rows import failure_row, with_failure
+
+    job = _job(ledger)
+    heads = [item_head(job.num, f"i{n}", n, f"in/{n}", f"in/{n}", None) for n in range(8)]
+    ok = succeeded_row(job.num, "i0", 1, "w", 1.0, 2.0, "{}", "{}")
+    error = {"stage": "s", "type": "E", "message": "m"}
+    ledger.record(
+        job.id,
+        new=[
+            with_success(heads[0], ok),
+            with_failure(heads[1], failure_row(job.num, "i1", "failed", 1, error)),
+            with_failure(heads[2], failure_row(job.num, "i2", "pending", 1, error)),
+            *(head + PENDING_TAIL for head in heads[3:]),
+        ],
+    )
+    assert ledger.counts(job.id) == _counted(ledger, job) == {"pending": 6, "succeeded": 1, "failed": 1, "cancelled": 0}
+    ledger.record(job.id, new=[heads[3] + PENDING_TAIL])  # written already: nothing changes
+    late = [succeeded_row(job.num, i, 2, "w", 1.0, 2.0, "{}", "{}") for i in ("i0", "i2", "i3")]  # i0: done already
+    ledger.record(
+        job.id,
+        succeeded=late,
+        unfinished=[failure_row(job.num, "i4", "failed", 2, error), failure_row(job.num, "i5", "pending", 1, error)],
+    )
+    assert ledger.counts(job.id) == _counted(ledger, job) == {"pending": 3, "succeeded": 3, "failed": 2, "cancelled": 0}
+    assert ledger.cancel(job.id) == 3
+    assert ledger.counts(job.id) == _counted(ledger, job) == {"pending": 0, "succeeded": 3, "failed": 2, "cancelled": 3}

@@ -165,3 +165,35 @@ def test_item_ids_are_safe_folder_names() -> None:
     assert slug("...") == "item"
     assert item_id("a/b c.jpg", "key").startswith("a_b_c.jpg-")
     assert item_id("x", "key1") != item_id("x", "key2")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("list.txt", "# a list\n/a\n\n/b\n/c\n# note\n/d\n/e\n/f\n"),
+        ("rows.csv", 'n,text\n1,a\n2,"two\nlines"\n3,"open\n4,d\n5,"x,""y"""\n6,f\n7,g\n'),
+        ("rows.jsonl", '{"n": 1}\n\n{"n": 2}\nnot json\n{"n": 4}\n{"n": 5}\n'),
+    ],
+)
+def test_a_source_resumes_from_its_position_with_exactly_the_entries_left(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    everything = list(open_inputs([str(path)]))
+    for done in range(len(everything)):
+        reading = open_inputs([str(path)])
+        for _ in range(done):
+            next(reading)
+        position = reading.position()
+        assert list(open_inputs([str(path)], start=position)) == everything[done:], position
+
+
+def test_a_folder_of_more_names_than_a_sort_holds_comes_out_sorted(tmp_path: Path) -> None:
+    from shoal.sources import _sorted
+
+    names = [f"n{(i * 7919) % 1000:04d}\nodd" for i in range(1000)]
+    assert list(_sorted.sorted_bounded(names, run=64)) == sorted(names)
+    for i in range(300):
+        (tmp_path / f"{(i * 31) % 300:03d}.txt").write_text("x")
+    listed = [Path(e.input).name for e in open_inputs([str(tmp_path)])]
+    assert listed == sorted(listed)
+    assert len(listed) == 300

@@ -41,7 +41,7 @@ class JobData:
             rows,
             ledger.events(job_id),
             failures,
-            ledger.duplicates(job),
+            job.duplicates,
         )
 
     def run_spans(self) -> list[tuple[float, float]]:

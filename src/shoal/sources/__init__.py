@@ -5,6 +5,11 @@ An input is a folder (its files, recursively), a glob, a single file, a list of 
 ``.ndjson``), or any fsspec URL (``s3://bucket/prefix/``, ``https://host/file.jpg``). Order is
 deterministic and ids derive from what the entry is, so the same inputs give the same items on
 every run, and a repeated input is the same item.
+
+Every source can say where its next entry begins (``position``) and read on from there
+(``resume``): a list or a table by its byte offset, a listing by how many of its paths are done.
+A resumed job starts reading where its recorded entries end, instead of reading and identifying
+them all again.
 """
 
 from __future__ import annotations
@@ -35,33 +40,101 @@ class Entry(NamedTuple):
 
 
 class Source(Protocol):
-    """A lazily read input."""
+    """A lazily read input that can say where it is and read on from there."""
 
     def __iter__(self) -> Iterator[Entry]: ...
 
+    def position(self) -> Any:
+        """Where the entry after the last one read begins (JSON); None before any was read."""
 
-class _NoEntries:
-    """A stream, validated among finite inputs: its entries come through its feed."""
+    def resume(self, position: Any) -> Iterator[Entry]:
+        """The entries from a ``position()`` on."""
+
+
+class Counted:
+    """A source that resumes by counting: its entries are read again, but skipped before they are
+    identified (no hashing, no checks), which is all a listing allows."""
+
+    _done = 0
+
+    def _raw(self) -> Iterator[Any]:
+        """What the source lists, in order, before it becomes entries."""
+        raise NotImplementedError
+
+    def _entry(self, raw: Any) -> Entry:
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[Entry]:
+        return self.resume(0)
+
+    def position(self) -> int:
+        return self._done
+
+    def resume(self, position: Any) -> Iterator[Entry]:
+        self._done = int(position or 0)
+        for raw in itertools.islice(self._raw(), self._done, None):
+            self._done += 1
+            yield self._entry(raw)
+
+
+class _NoEntries(Counted):
+    """A stream, validated among finite inputs: its entries come through its feed."""
+
+    def _raw(self) -> Iterator[Any]:
         return iter(())
 
 
-def open_inputs(inputs: Iterable[str], base: Path | None = None) -> Iterator[Entry]:
-    """All entries of all inputs, in order. Every input is checked now, before any is read."""
+class Inputs:
+    """Every entry of a job's inputs, in order, from the start or from a ``position()``."""
+
+    def __init__(self, sources: list[Source], start: list[Any] | None = None) -> None:
+        self.sources = sources
+        self._index: int = int(start[0]) if start else 0
+        at = start[1] if start else None
+        self._reading = self._open(at)
+
+    def __iter__(self) -> Inputs:
+        return self
+
+    def __next__(self) -> Entry:
+        while self._reading is not None:
+            try:
+                return next(self._reading)
+            except StopIteration:
+                self._index += 1
+                self._reading = self._open(None)
+        raise StopIteration
+
+    def position(self) -> list[Any]:
+        """Where the next entry begins: [input index, that input's own position]."""
+        inside = self.sources[self._index].position() if self._index < len(self.sources) else None
+        return [self._index, inside]
+
+    def _open(self, at: Any) -> Iterator[Entry] | None:
+        if self._index >= len(self.sources):
+            return None
+        source = self.sources[self._index]
+        reading: Iterator[Entry] = iter(source) if at is None else source.resume(at)
+        return reading
+
+
+def open_inputs(inputs: Iterable[str], base: Path | None = None, start: list[Any] | None = None) -> Inputs:
+    """All entries of all inputs, in order (from ``start``, a position). Every input is checked
+    now, before any is read."""
     sources = [open_input(value, base or Path.cwd()) for value in inputs]
     if not sources:
         raise InputError("no inputs: pass --input PATH_OR_URL, or set inputs in shoal.toml")
-    return itertools.chain.from_iterable(sources)
+    return Inputs(sources, start)
 
 
 def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None) -> Feed:
     """The feed a job reads: its inputs from the first unrecorded entry on, or its stream."""
-    from shoal.sources.feeds import FiniteFeed
+    from shoal.sources.feeds import FiniteFeed, checkpoint_of
 
     streams = [value for value in inputs if is_stream(value)]
     if not streams:
-        return FiniteFeed(open_inputs(inputs), skip=job.entries, limit=limit)
+        seq, start = checkpoint_of(job.checkpoint, job.entries)
+        return FiniteFeed(open_inputs(inputs, start=start), first=seq, skip=job.entries, limit=limit)
     if len(inputs) > 1:
         raise InputError("a stream must be a job's only input")
     if streams[0].startswith(JOURNAL):

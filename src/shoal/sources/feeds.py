@@ -8,11 +8,15 @@ when a close marker comes. The coordinator tells a feed which entries are safely
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import json
 import os
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,30 +37,121 @@ class Feed(Protocol):
         """Entries before position ``upto`` (counted from the job's first entry) are recorded;
         ``ingested``: the ledger records that the feed ended and every entry is in."""
 
+    def checkpoint(self, upto: int) -> str | None:
+        """Where in the inputs to read from to resume at entry ``upto`` or a little before it
+        (JSON for the ledger), or None when this feed cannot say."""
+
     def close(self) -> None: ...
 
 
+def checkpoint_of(checkpoint: str | None, entries: int) -> tuple[int, list[Any] | None]:
+    """(the entry a recorded checkpoint starts at, its position in the inputs); (0, None) when
+    there is none, so reading starts at the beginning."""
+    if not checkpoint:
+        return 0, None
+    found = json.loads(checkpoint)
+    if found["seq"] > entries:
+        return 0, None
+    return int(found["seq"]), found["at"]
+
+
 class FiniteFeed:
-    """The entries of finite inputs, from a position on (resuming skips what is recorded)."""
+    """The entries of finite inputs (sources.Inputs), read ahead on a thread of their own: a slow
+    listing (an object store, a folder of millions being sorted) never holds up the coordinator,
+    its heartbeats or its workers. ``read`` answers at once with what is there.
+
+    Reading starts at entry ``first`` (where a recorded checkpoint put the inputs), passes over
+    the entries before ``skip`` (those already recorded) and ends before ``limit``. Each batch
+    notes where in the inputs it began, for checkpoints.
+    """
 
     streaming = False
+    BATCH = 2000  #: entries per batch read ahead
+    AHEAD = 8  #: batches read ahead
 
-    def __init__(self, entries: Iterator[Entry], *, skip: int = 0, limit: int | None = None) -> None:
-        self._entries: Iterator[Entry] | None = itertools.islice(entries, skip, limit)
+    def __init__(self, entries: Iterator[Entry], *, first: int = 0, skip: int = 0, limit: int | None = None) -> None:
+        self._batches: queue.Queue[tuple[int, Any, list[Entry]] | BaseException | None] = queue.Queue(self.AHEAD)
+        self._taken: deque[Entry] = deque()  #: entries of a batch taken from the queue, not yet read
+        self._marks: deque[tuple[int, Any]] = deque()  #: (entry, position in the inputs) where batches began
+        self._ended = False
+        self._stop = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read_ahead, args=(entries, first, skip, limit), name="shoal-inputs", daemon=True
+        )
+        self._reader.start()
 
     def read(self, limit: int, wait: float) -> list[Entry] | None:
-        if self._entries is None:
-            return None
-        batch = list(itertools.islice(self._entries, limit))
-        if len(batch) < limit:
-            self._entries = None
-        return batch
+        if not self._taken and not self._ended:
+            self._take(wait)
+        if not self._taken:
+            return None if self._ended else []
+        count = min(limit, len(self._taken))
+        return [self._taken.popleft() for _ in range(count)]
+
+    def _take(self, wait: float) -> None:
+        try:
+            found = self._batches.get(timeout=wait) if wait > 0 else self._batches.get_nowait()
+        except queue.Empty:
+            return
+        if found is None:
+            self._ended = True
+        elif isinstance(found, BaseException):
+            self._ended = True
+            raise found
+        else:
+            seq, position, batch = found
+            self._marks.append((seq, position))
+            self._taken.extend(batch)
 
     def done(self, upto: int, ingested: bool) -> None:
         """Positions are the job's watermark: nothing to acknowledge."""
 
+    def checkpoint(self, upto: int) -> str | None:
+        while len(self._marks) > 1 and self._marks[1][0] <= upto:
+            self._marks.popleft()
+        if not self._marks or self._marks[0][0] > upto or self._marks[0][1] is None:
+            return None
+        seq, position = self._marks[0]
+        return json.dumps({"seq": seq, "at": position}, separators=(",", ":"))
+
     def close(self) -> None:
-        self._entries = None
+        self._stop.set()
+        while self._reader.is_alive():  # make room, so a reader waiting to hand a batch over sees the stop
+            with contextlib.suppress(queue.Empty):
+                self._batches.get(timeout=0.05)
+        self._ended = True
+
+    def _read_ahead(self, entries: Iterator[Entry], first: int, skip: int, limit: int | None) -> None:
+        seq = first
+        where = getattr(entries, "position", None)  #: sources.Inputs can say where it is; a plain iterator cannot
+        try:
+            for _ in range(max(0, skip - first)):  # recorded already: read over (at most a batch or so)
+                next(entries)
+                seq += 1
+            while not self._stop.is_set() and (limit is None or seq < limit):
+                position = where() if where is not None else None
+                want = self.BATCH if limit is None else min(self.BATCH, limit - seq)
+                batch = list(itertools.islice(entries, want))
+                if batch and not self._hand_over((seq, position, batch)):
+                    return
+                seq += len(batch)
+                if len(batch) < want:
+                    break
+        except StopIteration:
+            pass
+        except BaseException as exc:  # a source that fails (a listing that breaks off) fails the run
+            self._hand_over(exc)
+            return
+        self._hand_over(None)
+
+    def _hand_over(self, item: tuple[int, Any, list[Entry]] | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 def stream_entry(fields: dict[str, Any], key: str, enqueued_at: float) -> Entry:
@@ -154,6 +249,10 @@ class JournalFeed:
 
     def done(self, upto: int, ingested: bool) -> None:
         """Lines are kept: they are the job's record of what was sent."""
+
+    def checkpoint(self, upto: int) -> str | None:
+        """Resumed by counting lines: no checkpoint."""
+        return None
 
     def close(self) -> None:
         if self._handle is not None:

@@ -1,4 +1,9 @@
-"""File sources: a folder, a glob, one file, or a listing of any fsspec URL."""
+"""File sources: a folder, a glob, one file, or a listing of any fsspec URL.
+
+Listings never sit in memory whole: a folder is walked lazily and its paths sorted in bounded
+runs spilled to disk (sources._sorted), and an S3 prefix is read a page at a time, in the order S3
+keeps keys. They resume by counting (sources.Counted).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shoal.errors import InputError
-from shoal.sources import Entry
+from shoal.sources import Counted, Entry
 from shoal.sources._ids import item_id, safe_text
+from shoal.sources._sorted import sorted_bounded
 
 _GLOB_CHARS = set("*?[")
+PAGE = 1000  #: keys asked of an object store at a time
 
 
 def local_path(value: str, base: Path) -> Path | None:
@@ -33,7 +41,7 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
-def file_entry(path: Path, label: str) -> Entry:
+def file_entry(path: Path | str, label: str) -> Entry:
     absolute = os.path.abspath(path)
     safe = safe_text(absolute)
     if safe != absolute:  # a name that is not UTF-8: kept, escaped, in a failed item of its own
@@ -41,82 +49,136 @@ def file_entry(path: Path, label: str) -> Entry:
     return Entry(item_id(label, absolute), absolute, absolute)
 
 
-class Folder:
-    """Every visible file under a folder, recursively, in sorted order."""
+def walk(root: str) -> Iterator[str]:
+    """Paths of the visible files under ``root``, relative to it, lazily (a folder of millions is
+    never listed into memory at once); hidden files and folders are skipped."""
+    folders = [""]
+    while folders:
+        relative = folders.pop()
+        try:
+            listing = os.scandir(os.path.join(root, relative))
+        except OSError:
+            continue
+        with listing:
+            for found in listing:
+                if not _visible(found.name):
+                    continue
+                path = f"{relative}/{found.name}" if relative else found.name
+                if found.is_dir():
+                    folders.append(path)
+                elif found.is_file():
+                    yield path
+
+
+class Folder(Counted):
+    """Every visible file under a folder, recursively, in the order of their paths."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        if not any(True for _ in self._walk()):
+        if next(walk(str(self.root)), None) is None:
             raise InputError(f"input {root} is a folder with no files in it")
 
-    def _walk(self) -> Iterator[Path]:
-        for parent, dirs, names in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if _visible(d))
-            for name in sorted(names):
-                if _visible(name):
-                    yield Path(parent, name)
+    def _raw(self) -> Iterator[str]:
+        return sorted_bounded(walk(str(self.root)))
 
-    def __iter__(self) -> Iterator[Entry]:
-        for path in self._walk():
-            yield file_entry(path, path.relative_to(self.root).as_posix())
+    def _entry(self, relative: str) -> Entry:
+        return file_entry(f"{self.root}/{relative}", relative)
 
 
-class Glob:
+class Glob(Counted):
     """Files matching a pattern (``**`` recurses), in sorted order."""
 
     def __init__(self, pattern: Path) -> None:
         self.pattern = str(pattern)
-        self.matches = sorted(p for p in glob.glob(self.pattern, recursive=True) if os.path.isfile(p))
-        if not self.matches:
+        if next(self._matches(), None) is None:
             raise InputError(f"no files match {self.pattern}")
         fixed = Path(self.pattern.split("*")[0].split("?")[0].split("[")[0])
         self.root = fixed if self.pattern.endswith("/") or fixed.is_dir() else fixed.parent
 
-    def __iter__(self) -> Iterator[Entry]:
-        for match in self.matches:
-            yield file_entry(Path(match), os.path.relpath(match, self.root))
+    def _matches(self) -> Iterator[str]:
+        return (p for p in glob.iglob(self.pattern, recursive=True) if os.path.isfile(p))
+
+    def _raw(self) -> Iterator[str]:
+        return sorted_bounded(self._matches())
+
+    def _entry(self, match: str) -> Entry:
+        return file_entry(match, os.path.relpath(match, self.root))
 
 
-class SingleFile:
+class SingleFile(Counted):
     """One local file given directly."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __iter__(self) -> Iterator[Entry]:
-        yield file_entry(self.path, self.path.name)
+    def _raw(self) -> Iterator[Path]:
+        return iter([self.path])
+
+    def _entry(self, path: Path) -> Entry:
+        return file_entry(path, path.name)
 
 
-class RemoteFiles:
-    """A URL of any fsspec filesystem: a folder or glob is listed, anything else is one item."""
+class RemoteFiles(Counted):
+    """A URL of any fsspec filesystem: a folder or glob is listed, anything else is one item. An
+    S3 prefix is listed a page at a time; other filesystems list a folder in one go."""
 
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def __iter__(self) -> Iterator[Entry]:
+    def _raw(self) -> Iterator[tuple[str, str]]:
         if self.url.startswith(("http://", "https://")):
-            yield Entry(item_id(self.url.rsplit("/", 1)[-1], self.url), self.url, self.url)
-            return
-        for url, label in self._listing():
-            yield Entry(item_id(label, url), url, url)
+            return iter([(self.url, self.url.rsplit("/", 1)[-1])])
+        return self._listing()
 
-    def _listing(self) -> list[tuple[str, str]]:
+    def _entry(self, raw: tuple[str, str]) -> Entry:
+        url, label = raw
+        return Entry(item_id(label, url), url, url)
+
+    def _listing(self) -> Iterator[tuple[str, str]]:
         import fsspec
 
+        protocol = self.url.split("://", 1)[0]
         try:
             fs, path = fsspec.core.url_to_fs(self.url)
-            if has_glob(path):
-                found = sorted(p for p in fs.glob(path) if fs.isfile(p))
-                root = path.split("*")[0].rsplit("/", 1)[0]
-            elif fs.isdir(path):
-                found, root = sorted(fs.find(path)), path.rstrip("/")
-            elif fs.isfile(path):
-                found, root = [path], path.rsplit("/", 1)[0]
-            else:
-                raise InputError(f"input not found: {self.url}")
+            if not has_glob(path) and fs.isdir(path) and protocol in ("s3", "s3a"):
+                root = path.rstrip("/")
+                for key in _s3_keys(fs, root):
+                    yield f"{protocol}://{key}", key[len(root) :].lstrip("/")
+                return
+            found, root = self._list(fs, path)
         except InputError:
             raise
         except Exception as exc:
             raise InputError(f"cannot list {self.url}: {type(exc).__name__}: {exc}") from None
-        protocol = self.url.split("://", 1)[0]
-        return [(f"{protocol}://{p}", p[len(root) :].lstrip("/")) for p in found]
+        for p in sorted_bounded(found):
+            yield f"{protocol}://{p}", p[len(root) :].lstrip("/")
+
+    def _list(self, fs: Any, path: str) -> tuple[list[str], str]:
+        if has_glob(path):
+            return [p for p in fs.glob(path) if fs.isfile(p)], path.split("*")[0].rsplit("/", 1)[0]
+        if fs.isdir(path):
+            return list(fs.find(path)), path.rstrip("/")
+        if fs.isfile(path):
+            return [path], path.rsplit("/", 1)[0]
+        raise InputError(f"input not found: {self.url}")
+
+
+def _s3_keys(fs: Any, root: str) -> Iterator[str]:
+    """Every key under an S3 prefix, a page at a time, in S3's own (sorted) order."""
+    from fsspec.asyn import sync
+
+    bucket, _, prefix = root.partition("/")
+    pages = fs._iterdir(bucket, delimiter="", prefix=f"{prefix}/" if prefix else "")
+
+    async def take() -> list[dict[str, Any]]:
+        page = []
+        async for info in pages:
+            page.append(info)
+            if len(page) >= PAGE:
+                break
+        return page
+
+    while page := sync(fs.loop, take):
+        for info in page:
+            if info.get("type") == "file" and not info["name"].endswith("/"):
+                yield info["name"]

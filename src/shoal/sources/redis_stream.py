@@ -100,5 +100,9 @@ class RedisStreamFeed:
         if ids:
             self.client.xack(self.stream, self.group, *ids)
 
+    def checkpoint(self, upto: int) -> str | None:
+        """The consumer group keeps the stream's place: no checkpoint."""
+        return None
+
     def close(self) -> None:
         self.client.close()

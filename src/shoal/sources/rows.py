@@ -8,6 +8,9 @@ A row that cannot be read becomes a failed item naming its line, and the rest go
 the wrong number of fields, bytes that are not UTF-8, a line that is not JSON, and a CSV row the
 parser cannot delimit (an unterminated quote). The parser is strict, so such a row is an error,
 never a silent end of input; the lines after it are read again as rows of their own.
+
+The position of a table is the byte offset and number of the line its next row starts on: a
+resume reads the header, then seeks there.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import IO, Any
 from shoal.sources import Entry
 from shoal.sources._ids import item_id, safe_text, slug, user_id
 from shoal.sources.files import local_path
-from shoal.sources.uri_list import open_text
+from shoal.sources.uri_list import decode, open_binary
 
 FILE_COLUMNS = ("uri", "url", "path", "file")
 
@@ -38,17 +41,23 @@ class Rows:
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
         where = os.path.abspath(location) if "://" not in location else location
         self._file_key = hashlib.sha1(where.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        self._lines: _Lines | None = None
+
+    def position(self) -> list[int] | None:
+        return None if self._lines is None else self._lines.next_line()
 
     def __iter__(self) -> Iterator[Entry]:
-        if self.location.lower().endswith((".jsonl", ".ndjson")):
-            yield from self._jsonl()
-        else:
-            yield from self._csv()
+        return self.resume(None)
 
-    def _csv(self) -> Iterator[Entry]:
+    def resume(self, position: Any) -> Iterator[Entry]:
+        if self.location.lower().endswith((".jsonl", ".ndjson")):
+            return self._jsonl(position)
+        return self._csv(position)
+
+    def _csv(self, position: Any) -> Iterator[Entry]:
         delimiter = "\t" if self.location.lower().endswith(".tsv") else ","
-        with open_text(self.location, errors="surrogateescape") as handle:
-            lines = _Lines(handle)
+        with open_binary(self.location) as handle:
+            lines = self._lines = _Lines(handle)
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
             try:
                 header = next(reader)
@@ -60,6 +69,9 @@ class Rows:
             if _undecodable(header) or any("\0" in name for name in header):
                 yield self._bad(1, "not a CSV file: its first line is binary data, not UTF-8 text")
                 return
+            if position:
+                lines.seek(*position)
+                reader = csv.reader(lines, delimiter=delimiter, strict=True)
             width = len(header)
             while True:
                 lines.begin_row()
@@ -68,9 +80,10 @@ class Rows:
                 except StopIteration:
                     return
                 except csv.Error as exc:
-                    yield self._bad(lines.row_start, _csv_problem(exc, lines))
-                    lines.retry_after_first()
+                    bad = self._bad(lines.row_start, _csv_problem(exc, lines))
+                    lines.retry_after_first()  # before the yield: the position is after the bad line
                     reader = csv.reader(lines, delimiter=delimiter, strict=True)
+                    yield bad
                     continue
                 if not row:
                     continue  # a blank line
@@ -83,9 +96,17 @@ class Rows:
                 else:
                     yield self._entry(lines.row_start, dict(zip(header, row, strict=True)))
 
-    def _jsonl(self) -> Iterator[Entry]:
-        with open_text(self.location, errors="surrogateescape") as handle:
-            for line, text in enumerate(handle, start=1):
+    def _jsonl(self, position: Any) -> Iterator[Entry]:
+        with open_binary(self.location) as handle:
+            lines = self._lines = _Lines(handle)
+            if position:
+                lines.seek(*position)
+            while True:
+                lines.begin_row()
+                text = next(lines, None)
+                if text is None:
+                    return
+                line = lines.number
                 if not text.strip():
                     continue
                 if _undecodable([text]):
@@ -121,13 +142,15 @@ class Rows:
 
 
 class _Lines:
-    """The lines of a file for csv.reader, numbered, keeping those of the row being read so that
-    a row the parser rejects can be given up and the lines after its first read again."""
+    """The lines of a file as text, numbered and with their byte offsets, for csv.reader. The
+    lines of the row being read are kept, so that a row the parser rejects can be given up and
+    the lines after its first read again."""
 
-    def __init__(self, handle: IO[str]) -> None:
+    def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
-        self._again: deque[str] = deque()
-        self._row: list[str] = []
+        self._offset = 0  #: where the next line from the file begins
+        self._again: deque[tuple[str, int]] = deque()  #: (line, offset) to read again
+        self._row: list[tuple[str, int]] = []
         self.number = 0  #: lines handed out so far
         self.row_start = 1  #: the line the current row starts on
 
@@ -135,10 +158,26 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        line = self._again.popleft() if self._again else next(self._handle)
+        if self._again:
+            line, offset = self._again.popleft()
+        else:
+            raw = next(self._handle)
+            line, offset = decode(raw), self._offset
+            self._offset += len(raw)
         self.number += 1
-        self._row.append(line)
+        self._row.append((line, offset))
         return line
+
+    def next_line(self) -> list[int]:
+        """[byte offset, lines before it] of the next line to be handed out."""
+        offset = self._again[0][1] if self._again else self._offset
+        return [offset, self.number]
+
+    def seek(self, offset: int, number: int) -> None:
+        self._handle.seek(offset)
+        self._offset, self.number = offset, number
+        self._again.clear()
+        self._row = []
 
     def begin_row(self) -> None:
         self._row = []

@@ -4,43 +4,65 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from shoal.sources import Entry
 from shoal.sources._ids import item_id, safe_text
 
 
-def open_text(location: str, errors: str = "strict") -> IO[str]:
-    """Open a local path or any fsspec URL as UTF-8 text (``errors="surrogateescape"`` keeps bytes
-    that are not UTF-8 as escapes, so one bad line can be reported instead of ending the read)."""
+def open_binary(location: str) -> IO[bytes]:
+    """Open a local path or any fsspec URL for reading bytes (lines are decoded one by one, so a
+    line that is not UTF-8 can be reported alone, and offsets are bytes a resume can seek to)."""
     if "://" not in location:
-        return open(location, encoding="utf-8", errors=errors, newline="")
+        return open(location, "rb")
     import fsspec
 
-    return fsspec.open(location, "rt", encoding="utf-8", errors=errors, newline="").open()  # type: ignore[no-any-return]
+    return fsspec.open(location, "rb").open()  # type: ignore[no-any-return]
+
+
+def decode(raw: bytes) -> str:
+    """A line as text: bytes that are not UTF-8 stay as surrogate escapes (see _ids.safe_text)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class UriList:
     """Paths and URLs, one a line; blank lines and ``#`` comments are skipped.
 
-    Relative paths are relative to the list's own folder, so a list travels with its data.
+    Relative paths are relative to the list's own folder, so a list travels with its data. Its
+    position is the byte offset and number of the next line, so a resume seeks there.
     """
 
     def __init__(self, location: str) -> None:
         self.location = location
+        self.name = location.rstrip("/").rsplit("/", 1)[-1]
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
+        self._offset = self._number = 0  #: where the next line begins, and lines read before it
+        self._started = False
+
+    def position(self) -> list[int] | None:
+        return [self._offset, self._number] if self._started else None
 
     def __iter__(self) -> Iterator[Entry]:
-        name = self.location.rstrip("/").rsplit("/", 1)[-1]
-        with open_text(self.location, errors="surrogateescape") as lines:
-            for number, raw in enumerate(lines, start=1):
-                line = raw.strip()
-                if not line or line.startswith("#"):
+        return self.resume(None)
+
+    def resume(self, position: Any) -> Iterator[Entry]:
+        self._offset, self._number = position or (0, 0)
+        self._started = True
+        with open_binary(self.location) as handle:
+            if self._offset:
+                handle.seek(self._offset)
+            for raw in handle:
+                self._offset += len(raw)
+                self._number += 1
+                line = decode(raw).strip()
+                if not line or line[0] == "#":
                     continue
                 if not line.isascii() and safe_text(line) != line:
-                    where = f"{name}:{number}"
-                    yield Entry(item_id(where, f"{self.location}#{number}"), where, error=f"{where}: not UTF-8 text")
+                    where = f"{self.name}:{self._number}"
+                    yield Entry(
+                        item_id(where, f"{self.location}#{self._number}"), where, error=f"{where}: not UTF-8 text"
+                    )
                     continue
                 yield self._entry(line)
 

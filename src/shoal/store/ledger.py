@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +34,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
 from shoal.store.migrate import migrate
-from shoal.store.rows import insert_items, update_items
-from shoal.store.schema import events, item_key, items, jobs, of_job, runs
+from shoal.store.rows import STATUS, insert_items, update_items
+from shoal.store.schema import events, items, jobs, of_job, runs, unfinished
 
+STATUSES = ("pending", "succeeded", "failed", "cancelled")
 HEARTBEAT_STALE = 15.0  #: seconds without a heartbeat after which a job's owner is presumed dead
 _PAGE = 5000
 
@@ -62,6 +64,16 @@ class JobRecord:
     owner: str | None
     heartbeat_at: float | None
     round: int = 0  #: 0 for the first job of this key; each --new starts the next
+    pending: int = 0  #: item counts, kept by every write
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    duplicates: int = 0  #: input entries before the watermark that repeated an earlier item
+    checkpoint: str | None = None  #: JSON: where to resume reading the inputs (see sources.Checkpoint)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: getattr(self, s) for s in STATUSES}
 
     @property
     def finished(self) -> bool:
@@ -197,7 +209,14 @@ class Ledger:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
-                .values(state="cancelled", updated_at=now, finished_at=now, owner=None)
+                .values(
+                    state="cancelled",
+                    updated_at=now,
+                    finished_at=now,
+                    owner=None,
+                    pending=jobs.c.pending - cancelled,
+                    cancelled=jobs.c.cancelled + cancelled,
+                )
             )
         return int(cancelled)
 
@@ -212,22 +231,24 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(select(items.c.key).where(*of_job(self._num(job_id))).limit(1)).first() is not None
 
-    def known(self, job_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """Which of ``ids`` the job already has, with the input each stands for."""
-        found: dict[str, str] = {}
+    def known(self, job_id: str, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Which of ``ids`` the job already has, with where each was first seen and its input."""
+        found: dict[str, tuple[int, str]] = {}
         with self.engine.connect() as conn:
             for k in range(0, len(ids), 500):
-                query = select(items.c.id, items.c.input).where(
+                query = select(items.c.id, items.c.seq, items.c.input).where(
                     items.c.job == self._num(job_id), items.c.id.in_(ids[k : k + 500])
                 )
-                found.update((row.id, row.input) for row in conn.execute(query))
+                found.update((row.id, (row.seq, row.input)) for row in conn.execute(query))
         return found
 
     def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:
+        """The job's pending items after a position, in input order (through the index of items
+        not succeeded: a job of millions with none pending answers at once)."""
         query = (
             select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
-            .where(*of_job(self._num(job_id), after_seq), items.c.status == "pending")
-            .order_by(items.c.key)
+            .where(*unfinished(self._num(job_id), "pending"), items.c.seq > after_seq)
+            .order_by(items.c.seq)
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -244,45 +265,67 @@ class Ledger:
         entries: int | None = None,
         ingested: bool | None = None,
         owner: str | None = None,
+        duplicates: int = 0,
+        checkpoint: str | None = None,
     ) -> None:
         """Write one batch in one transaction, and refresh the job's heartbeat.
 
         ``new`` are whole item rows (rows.ITEM_FIELDS), outcome included when already known;
         ``succeeded`` and ``unfinished`` update items written earlier (rows.succeeded_row,
         rows.failure_row). ``entries`` advances the job's input watermark: every input entry
-        before it is now in the ledger (or was a duplicate). With ``owner``, the batch is written
-        only while that process still owns the job: one that lost it (its heartbeat went stale and
-        another run took over) gets JobBusyError and writes nothing.
+        before it is now in the ledger (or was a duplicate: ``duplicates`` more of those), and
+        ``checkpoint`` says where in the inputs reading can resume. The job's counts by status
+        change with exactly the rows that changed. With ``owner``, the batch is written only while
+        that process still owns the job: one that lost it (its heartbeat went stale and another
+        run took over) gets JobBusyError and writes nothing.
         """
         job: dict[str, Any] = {"heartbeat_at": time.time()}
         if entries is not None:
             job["entries"] = entries
         if ingested is not None:
             job["ingested"] = ingested
+        if duplicates:
+            job["duplicates"] = jobs.c.duplicates + duplicates
+        if checkpoint is not None:
+            job["checkpoint"] = checkpoint
         with self._begin() as conn:
+            change: Counter[str] = Counter()
             if new:
-                self._insert.run(conn, new)
+                for status, rows in _by(new, STATUS).items():
+                    change[status] += self._insert.run(conn, rows)
             if succeeded:
+                self._tally(conn, change, "succeeded", succeeded)
                 self._succeed.run(conn, succeeded)
             if unfinished:
+                for status, rows in _by(unfinished, 0).items():
+                    self._tally(conn, change, status, rows)
                 self._fail.run(conn, unfinished)
             if new_events:
                 conn.execute(insert(events), [{"job_id": job_id, **e} for e in new_events])
+            job.update({s: jobs.c[s] + n for s, n in change.items() if n})
             fence = [jobs.c.id == job_id] + ([jobs.c.owner == owner] if owner is not None else [])
             if not conn.execute(update(jobs).where(*fence).values(**job)).rowcount:
                 raise JobBusyError(f"job {job_id} was taken over by {self.owner_of(job_id)}; this run stops")
 
-    def duplicates(self, job: JobRecord) -> int:
-        """Input entries that repeated an earlier item: the watermark less the items before it."""
-        query = select(func.count()).where(*of_job(job.num), items.c.key < item_key(job.num, job.entries))
-        with self.engine.connect() as conn:
-            return int(job.entries - conn.execute(query).scalar_one())
+    @staticmethod
+    def _tally(conn: Connection, change: Counter[str], status: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Count the statuses that updates (of rows already written, never of a succeeded one) take
+        their rows from and to, before they run."""
+        job = rows[0][-2]
+        ids = [row[-1] for row in rows]
+        for k in range(0, len(ids), 500):
+            query = (
+                select(items.c.status, func.count())
+                .where(items.c.job == job, items.c.id.in_(ids[k : k + 500]), items.c.status != "succeeded")
+                .group_by(items.c.status)
+            )
+            for before, n in conn.execute(query):
+                change[before] -= n
+                change[status] += n
 
     def counts(self, job_id: str) -> dict[str, int]:
-        query = select(items.c.status, func.count()).where(*of_job(self._num(job_id))).group_by(items.c.status)
-        with self.engine.connect() as conn:
-            found = {status: n for status, n in conn.execute(query)}
-        return {s: found.get(s, 0) for s in ("pending", "succeeded", "failed", "cancelled")}
+        """The job's items by status, as kept with the job: no item row is counted."""
+        return self.get_job(job_id).counts
 
     def iter_items(self, job_id: str, status: str | None = None, columns: Sequence[str] = ()) -> Iterator[RowMapping]:
         """Stream a job's items in input order, a page at a time (all columns unless named)."""
@@ -365,6 +408,14 @@ def _engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _by(rows: Sequence[Sequence[Any]], field: int) -> dict[Any, list[Sequence[Any]]]:
+    """Rows grouped by one of their fields, in order."""
+    groups: dict[Any, list[Sequence[Any]]] = {}
+    for row in rows:
+        groups.setdefault(row[field], []).append(row)
+    return groups
 
 
 def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:

@@ -38,6 +38,7 @@ ITEM_FIELDS = (
 )
 SEQ = ITEM_FIELDS.index("seq")
 INPUT = ITEM_FIELDS.index("input")
+STATUS = ITEM_FIELDS.index("status")
 
 #: an update of an item that succeeded
 SUCCEEDED_FIELDS = ("worker", "started", "finished", "seconds", "result", "attempts", "job", "id")
@@ -135,8 +136,10 @@ class Bulk:
                 self.reorder = operator.itemgetter(*order)
 
     def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
-        if not self.positional:
-            return int(conn.execute(self.statement, [dict(zip(self.names, r, strict=True)) for r in rows]).rowcount)
+        """Run over the rows; returns how many rows changed (the job's counts follow it)."""
+        if not self.positional:  # the driver's own executemany: SQLAlchemy's may not count rows
+            named = [dict(zip(self.names, r, strict=True)) for r in rows]
+            return int(conn.exec_driver_sql(self.sql, named).rowcount)
         params = list(rows) if self.reorder is None else list(map(self.reorder, rows))
         return int(conn.exec_driver_sql(self.sql, params).rowcount)
 

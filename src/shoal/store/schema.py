@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -40,6 +41,17 @@ jobs = Table(
     Column("ingested", Boolean, nullable=False, default=False),  #: the whole source is in
     Column("owner", String(128)),  #: host:pid of the coordinator running it
     Column("heartbeat_at", Float),
+    # item counts by status, kept by every write, so no request counts a job's rows
+    Column("pending", BigInteger, nullable=False, server_default="0"),
+    Column("succeeded", BigInteger, nullable=False, server_default="0"),
+    Column("failed", BigInteger, nullable=False, server_default="0"),
+    Column("cancelled", BigInteger, nullable=False, server_default="0"),
+    Column(
+        "duplicates", BigInteger, nullable=False, server_default="0"
+    ),  #: input entries before the watermark that repeated an item
+    Column(
+        "checkpoint", Text
+    ),  #: JSON: where the inputs' entry at a recorded position begins, to resume without re-reading
     Index("ux_jobs_key_round", "key", "round", unique=True),  # one job per identity and round
 )
 
@@ -54,6 +66,12 @@ def of_job(job: int, after_seq: int = -1) -> tuple[Any, ...]:
     """WHERE clauses for a job's items after a position: a range of the primary key."""
     return (items.c.key > item_key(job, after_seq) if after_seq >= 0 else items.c.key >= item_key(job, 0),
             items.c.key < item_key(job + 1, 0))  # fmt: skip
+
+
+def unfinished(job: int, status: str) -> tuple[Any, ...]:
+    """WHERE clauses for a job's items of one status other than succeeded, spelled so that the
+    partial index ix_items_unfinished serves them."""
+    return items.c.job == job, items.c.status == status, items.c.status != "succeeded"
 
 
 items = Table(
@@ -78,6 +96,14 @@ items = Table(
     Column("error_message", Text),
     Column("error_traceback", Text),
     Index("ux_items_job_id", "job", "id", unique=True),  # one row per item: repeats are found here
+    Index(  # pages of failed or pending items without a scan; a succeeded item costs it nothing
+        "ix_items_unfinished",
+        "job",
+        "status",
+        "seq",
+        sqlite_where=text("status != 'succeeded'"),
+        postgresql_where=text("status != 'succeeded'"),
+    ),
 )
 
 runs = Table(
