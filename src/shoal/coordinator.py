@@ -311,6 +311,7 @@ class Coordinator:
                 return
             chunk = Chunk(next(self._chunk_ids), self.spec, items)
             self._inflight[chunk.id] = {w["id"]: w for w in items}
+            self._buffer.dispatched(items, time.monotonic())
             self.engine.submit(chunk)
 
     def _chunk_size(self) -> int:

@@ -1,9 +1,10 @@
 """The coordinator's rows on their way to the ledger, forgotten only once they are written.
 
-A new item waits in memory (staged) for up to STAGE_S seconds before its row is inserted, so an
-item that finishes quickly is written once, with its outcome, instead of inserted and then
-updated. Outcomes of items written earlier wait for the next flush. A flush writes everything in
-one transaction and moves the job's input watermark to the first entry still staged, so a
+A new item waits in memory (staged) for up to STAGE_S seconds from when it is handed to a worker
+before its row is inserted, so an item that finishes quickly is written once, with its outcome,
+instead of inserted and then updated (however long it waited behind others to be dispatched).
+Outcomes of items written earlier wait for the next flush. A flush writes everything in one
+transaction and moves the job's input watermark to the first entry still staged, so a
 coordinator killed with items in memory re-reads exactly those entries on the next run.
 
 Nothing is dropped from the buffer until the ledger has accepted the write. A write that fails
@@ -57,6 +58,14 @@ class WriteBuffer:
 
     def stage(self, item_id: str, head: Row, now: float) -> None:
         self.staged[item_id] = (head, now)
+
+    def dispatched(self, wires: list[dict[str, Any]], now: float) -> None:
+        """These items were handed to a worker now: their time in memory counts from here."""
+        staged = self.staged
+        for wire in wires:
+            found = staged.get(wire["id"])
+            if found is not None:
+                staged[wire["id"]] = (found[0], now)
 
     def succeed(
         self, item_id: str, attempt: int, worker: str, start: float, end: float, seconds: str, result: str

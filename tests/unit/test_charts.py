@@ -11,9 +11,11 @@ import numpy as np
 from matplotlib.image import imread
 
 import shoal
-from shoal.report.charts import COLOURS, lanes, runtime_chart
-from shoal.report.stats import JobData
+from shoal.report import timeline
+from shoal.report.charts import COLOURS, lanes, runtime_chart, throughput_chart
+from shoal.report.timeline import EXACT
 from shoal.store import Ledger
+from shoal.store.rows import item_head, succeeded_row, with_success
 from tests.conftest import MakeProject
 
 BATCHED = """
@@ -47,7 +49,7 @@ def test_a_failed_item_does_not_hide_the_successes_of_its_batch(
     assert result.counts["failed"] == 1
     ledger = Ledger(result.db)
     png = io.BytesIO()
-    runtime_chart(JobData.load(ledger, result.job_id), png)
+    runtime_chart(timeline(ledger, result.job_id), png)
     ledger.close()
     pixels = imread(io.BytesIO(png.getvalue()))[..., :3]
 
@@ -58,3 +60,41 @@ def test_a_failed_item_does_not_hide_the_successes_of_its_batch(
     green, red = area(COLOURS["succeeded"]), area(COLOURS["failed"])
     assert red > 0
     assert green > 5 * red  # seven of the eight items succeeded, and they show
+
+
+def _area(png: bytes, colour: str) -> int:
+    pixels = imread(io.BytesIO(png))[..., :3]
+    rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(pixels - rgb).max(axis=-1) < 0.02).sum())
+
+
+def test_a_large_job_is_drawn_binned_and_says_so(tmp_path: Path) -> None:
+    """Too many items for a bar each: each worker's row shows how busy it was, slice by slice."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    fields = {"id": "big", "pipeline": "p", "fingerprint": "f", "project": "/p", "inputs": "[]", "options": "{}"}
+    fields |= {"out": "/out", "state": "succeeded", "created_at": 0.0, "updated_at": 0.0, "finished_at": None}
+    fields |= {"entries": 0, "ingested": True, "owner": None, "heartbeat_at": None}
+    job, _ = ledger.open_job("key", lambda: fields)
+    number = ledger.start_run(job.id, "local", 2, "host:1")
+    start = ledger.runs(job.id)[0]["started_at"]
+    items = EXACT + 5000
+    rows = []
+    for n in range(items):  # two workers, each item 0.01 s, back to back
+        began = start + (n // 2) * 0.01
+        done = succeeded_row(job.num, f"i{n}", 1, f"w:{n % 2}", began, began + 0.01, '{"s":0.01}', "{}")
+        rows.append(with_success(item_head(job.num, f"i{n}", n, f"in/{n}", f"in/{n}", None), done))
+    ledger.record(job.id, new=rows)
+    ledger.end_run(job.id, number, "finished", 0.1)
+    found = timeline(ledger, job.id)
+    ledger.close()
+    assert not found.exact
+    assert found.items == items
+    assert set(found.busy) == {"w:0", "w:1"}
+    assert abs(found.busy["w:0"].sum() - items / 2 * 0.01) < 1e-3  # every busy second is in some bin
+    assert found.busy["w:0"][0].max() < found.width * 1.01  # and no bin holds more than it spans
+    gantt, throughput = io.BytesIO(), io.BytesIO()
+    runtime_chart(found, gantt)
+    throughput_chart(found, throughput)
+    assert _area(gantt.getvalue(), COLOURS["succeeded"]) > 10_000
+    assert sum(found.finished_per_bin()) == items
+    assert len(throughput.getvalue()) > 10_000

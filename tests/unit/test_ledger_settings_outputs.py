@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shoal.errors import ConfigError, JobBusyError
-from shoal.outputs import export_results, flatten, utc
+from shoal.outputs import export_results, flatten, utc, utc_many
 from shoal.report import write_report
 from shoal.settings import RunSettings
 from shoal.store import JobRecord, Ledger
@@ -150,8 +150,10 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
 
 
 def test_flatten_and_utc() -> None:
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": "[1, 2]", "d": None}
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": "[1,2]", "d": None}
     assert utc(0.0) == "1970-01-01T00:00:00.000Z"
+    stamps = [0.0, 1796410473.9391928, 1796410473.9999996, 1.0005, None, 1700000000.123456]
+    assert utc_many(stamps) == [utc(s) for s in stamps]  # the fast way gives the same text
 
 
 def _counted(ledger: Ledger, job: JobRecord) -> dict[str, int]:

@@ -1,158 +1,157 @@
-"""The numbers of a job: counts, item time distribution, wall time, speedup, efficiency."""
+"""The numbers of a job: counts, item time distribution, wall time, speedup, efficiency.
+
+Figures are built from one pass over the job's rows (report.scan) in bounded memory: exact
+counts and sums, and distributions from a sample once a job has more items than the sample
+holds (report.json says so with ``sampled``).
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
+import pyarrow as pa
 from sqlalchemy import RowMapping
 
 from shoal.outputs import utc
-from shoal.store import Ledger
+from shoal.report._sample import Sample
+from shoal.report.scan import Page
+from shoal.store import JobRecord
 
-TIMING_COLUMNS = ("id", "status", "worker", "started_at", "finished_at", "seconds", "attempts", "meta")
 
+class Figures:
+    """What a report says about a job, gathered a page of rows at a time."""
 
-@dataclass
-class JobData:
-    """What reports are computed from, read from the ledger once."""
+    def __init__(self, job: JobRecord, runs: list[RowMapping]) -> None:
+        self.job, self.runs = job, runs
+        self.item_seconds = Sample(seed=1)  #: succeeded items: summed stage seconds
+        self.latency = Sample(seed=2)  #: succeeded items of a stream: sent to done
+        self.stages: dict[str, Sample] = {}
+        self.serial = 0.0  #: stage seconds of every item that ran
+        self.retried = 0
+        self.ran = 0
+        self.first_done: float | None = None
+        self.errors: Counter[str] = Counter()
+        self._starts = [r["started_at"] for r in runs]
+        self._last_done = [0.0] * len(runs)  #: per run, its last finished item (a killed run ends there)
 
-    job: Any
-    counts: dict[str, int]
-    runs: list[RowMapping]
-    items: list[RowMapping]  #: items that ran (have timings)
-    events: list[RowMapping]
-    failures: Counter[str]  #: final failures by error type
-    duplicates: int  #: input entries that repeated an earlier item
+    def add(self, page: Page) -> None:
+        if page.failed.any():
+            kinds = page.text("error_type").filter(pa.array(page.failed)).to_pylist()
+            self.errors.update(str(kind) for kind in kinds)
+        ran = ~np.isnan(page.started)
+        if not ran.any():
+            return
+        self.ran += int(ran.sum())
+        self.retried += int((page.attempts[ran] > 1).sum())
+        took = page.took
+        self.serial += float(took[ran].sum())
+        self._times(page.finished[ran & ~np.isnan(page.finished)])
+        done = np.flatnonzero(page.succeeded & ran)
+        if not done.size:
+            return
+        self.item_seconds.add(took[done], _Ids(page.text("id"), done))
+        for stage, values in page.seconds.items():
+            self.stages.setdefault(stage, Sample(seed=3)).add(values[done], None)
+        if page.has_meta:  # a stream's items say when they were sent
+            self.latency.add(_latencies(page, done), None)
 
-    @classmethod
-    def load(cls, ledger: Ledger, job_id: str) -> JobData:
-        rows = [r for r in ledger.iter_items(job_id, columns=TIMING_COLUMNS) if r["started_at"] is not None]
-        failures = Counter(r["error_type"] for r in ledger.iter_items(job_id, "failed", columns=("error_type",)))
-        job = ledger.get_job(job_id)
-        return cls(
-            job,
-            ledger.counts(job_id),
-            ledger.runs(job_id),
-            rows,
-            ledger.events(job_id),
-            failures,
-            job.duplicates,
-        )
+    def _times(self, finished: np.ndarray[Any, Any]) -> None:
+        if not finished.size:
+            return
+        low = float(finished.min())
+        self.first_done = low if self.first_done is None else min(self.first_done, low)
+        for i, start in enumerate(self._starts):
+            end = self._starts[i + 1] if i + 1 < len(self._starts) else float("inf")
+            inside = finished[(finished >= start) & (finished < end)] if len(self._starts) > 1 else finished
+            if inside.size:
+                self._last_done[i] = max(self._last_done[i], float(inside.max()))
 
     def run_spans(self) -> list[tuple[float, float]]:
         """(start, end) of each run; a killed run ends at its last finished item."""
         spans = []
-        starts = [r["started_at"] for r in self.runs] + [float("inf")]
         for i, run in enumerate(self.runs):
             end = run["ended_at"]
             if end is None:
-                inside = [r["finished_at"] for r in self.items if starts[i] <= (r["finished_at"] or 0) < starts[i + 1]]
-                end = max(inside, default=run["started_at"])
+                end = max(self._last_done[i], run["started_at"])
             spans.append((run["started_at"], end))
         return spans
 
-
-def summarize(data: JobData) -> dict[str, Any]:
-    job, counts = data.job, data.counts
-    spans = data.run_spans()
-    wall = sum(end - start for start, end in spans)
-    seconds = [(r["id"], json.loads(r["seconds"] or "{}"), r["status"]) for r in data.items]
-    item_s = [(item_id, sum(s.values())) for item_id, s, _ in seconds]
-    succeeded_s = [(item_id, sum(s.values())) for item_id, s, status in seconds if status == "succeeded"]
-    serial = sum(s for _, s in item_s)
-    workers = data.runs[-1]["workers"] if data.runs else 0
-    finished = counts["succeeded"] + counts["failed"]
-    speedup = serial / wall if wall > 0 else None
-    first_done = min((r["finished_at"] for r in data.items), default=None)
-    return {
-        "job": {
-            "id": job.id,
-            "pipeline": job.pipeline,
-            "fingerprint": job.fingerprint,
-            "state": job.state,
-            "inputs": json.loads(job.inputs),
-            "out": job.out,
-            "created": utc(job.created_at),
-            "finished": utc(job.finished_at),
-        },
-        "items": {
-            "total": sum(counts.values()),
-            **counts,
-            "retried": sum(1 for r in data.items if r["attempts"] > 1),
-            "duplicates": data.duplicates,
-        },
-        "timing": {
-            "wall_s": wall,
-            "serial_s": serial,
-            "speedup": speedup,
-            "efficiency": speedup / workers if speedup is not None and workers else None,
-            "workers": workers,
-            "startup_s": data.runs[-1]["startup_s"] if data.runs else None,
-            "first_item_s": first_done - data.runs[0]["started_at"] if first_done and data.runs else None,
-            "items_per_s": finished / wall if wall > 0 else None,
-        },
-        "item_seconds": _distribution(succeeded_s),
-        "latency_seconds": _distribution(_latencies(data.items)),
-        "stages": _stages([(item_id, s) for item_id, s, _ in seconds]),
-        "errors": dict(data.failures.most_common()),
-        "runs": [
-            {
-                "number": r["number"],
-                "started": utc(r["started_at"]),
-                "ended": utc(r["ended_at"]),
-                "outcome": r["outcome"] or "killed",
-                "engine": r["engine"],
-                "workers": r["workers"],
-                "startup_s": r["startup_s"],
-            }
-            for r in data.runs
-        ],
-    }
+    def summary(self) -> dict[str, Any]:
+        job, counts, runs = self.job, self.job.counts, self.runs
+        wall = sum(end - start for start, end in self.run_spans())
+        workers = runs[-1]["workers"] if runs else 0
+        speedup = self.serial / wall if wall > 0 else None
+        finished = counts["succeeded"] + counts["failed"]
+        return {
+            "job": {
+                "id": job.id,
+                "pipeline": job.pipeline,
+                "fingerprint": job.fingerprint,
+                "state": job.state,
+                "inputs": json.loads(job.inputs),
+                "out": job.out,
+                "created": utc(job.created_at),
+                "finished": utc(job.finished_at),
+            },
+            "items": {"total": sum(counts.values()), **counts, "retried": self.retried, "duplicates": job.duplicates},
+            "timing": {
+                "wall_s": wall,
+                "serial_s": self.serial,
+                "speedup": speedup,
+                "efficiency": speedup / workers if speedup is not None and workers else None,
+                "workers": workers,
+                "startup_s": runs[-1]["startup_s"] if runs else None,
+                "first_item_s": self.first_done - runs[0]["started_at"] if self.first_done and runs else None,
+                "items_per_s": finished / wall if wall > 0 else None,
+            },
+            "item_seconds": self.item_seconds.summary(),
+            "latency_seconds": self.latency.summary(),
+            "stages": {
+                name: {"mean": s.total / s.count, "p95": s.percentile(95), "total": s.total}
+                for name, s in self.stages.items()
+                if s.count
+            },
+            "errors": dict(self.errors.most_common()),
+            "runs": [
+                {
+                    "number": r["number"],
+                    "started": utc(r["started_at"]),
+                    "ended": utc(r["ended_at"]),
+                    "outcome": r["outcome"] or "killed",
+                    "engine": r["engine"],
+                    "workers": r["workers"],
+                    "startup_s": r["startup_s"],
+                }
+                for r in runs
+            ],
+        }
 
 
-def _latencies(rows: Sequence[RowMapping]) -> list[tuple[str, float]]:
-    """Enqueue-to-done seconds of a stream's items (their meta says when they were sent)."""
+class _Ids:
+    """Item ids of some rows, looked up only for the few (the fastest, the slowest) that are asked for."""
+
+    def __init__(self, ids: pa.Array, chosen: np.ndarray[Any, Any]) -> None:
+        self.ids, self.chosen = ids, chosen
+
+    def __getitem__(self, index: int) -> str:
+        return str(self.ids[int(self.chosen[index])].as_py())
+
+
+def _latencies(page: Page, chosen: np.ndarray[Any, Any]) -> list[float]:
+    """Sent-to-done seconds of a stream's items (their fields say when they were sent)."""
     found = []
-    for row in rows:
-        if row["status"] == "succeeded" and row["meta"] and "enqueued_at" in row["meta"]:
-            enqueued = json.loads(row["meta"]).get("enqueued_at")
+    metas = page.text("meta")
+    for i in chosen:
+        meta, finished = metas[int(i)].as_py(), page.finished[i]
+        if meta and "enqueued_at" in meta and not np.isnan(finished):
+            enqueued = orjson.loads(meta).get("enqueued_at")
             if isinstance(enqueued, int | float):
-                found.append((row["id"], row["finished_at"] - enqueued))
+                found.append(float(finished) - enqueued)
     return found
-
-
-def _distribution(item_s: Sequence[tuple[str, float]]) -> dict[str, Any]:
-    if not item_s:
-        return {"count": 0}
-    values = np.array([s for _, s in item_s])
-    low, high = int(values.argmin()), int(values.argmax())
-    return {
-        "count": len(values),
-        "mean": float(values.mean()),
-        "min": float(values[low]),
-        "min_item": item_s[low][0],
-        "max": float(values[high]),
-        "max_item": item_s[high][0],
-        "p50": float(np.percentile(values, 50)),
-        "p95": float(np.percentile(values, 95)),
-        "p99": float(np.percentile(values, 99)),
-    }
-
-
-def _stages(seconds: Sequence[tuple[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    by_stage: dict[str, list[float]] = {}
-    for _, stage_seconds in seconds:
-        for name, value in stage_seconds.items():
-            by_stage.setdefault(name, []).append(value)
-    return {
-        name: {"mean": float(np.mean(v)), "p95": float(np.percentile(v, 95)), "total": float(np.sum(v))}
-        for name, v in by_stage.items()
-    }
 
 
 def performance_text(report: dict[str, Any]) -> str:
@@ -179,6 +178,8 @@ def performance_text(report: dict[str, Any]) -> str:
             f"  p50             {dist['p50']:.4f}",
             f"  p95             {dist['p95']:.4f}",
         ]
+        if "sampled" in dist:
+            lines.append(f"  (percentiles from a uniform sample of {dist['sampled']:,} of the {dist['count']:,} items)")
     else:
         lines.append("  no item ran")
     lines += [

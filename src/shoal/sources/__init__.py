@@ -134,7 +134,9 @@ def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None) -> Fe
     streams = [value for value in inputs if is_stream(value)]
     if not streams:
         seq, start = checkpoint_of(job.checkpoint, job.entries)
-        return FiniteFeed(open_inputs(inputs, start=start), first=seq, skip=job.entries, limit=limit)
+        entries = open_inputs(inputs, start=start)
+        slow = any(getattr(source, "slow", False) for source in entries.sources)
+        return FiniteFeed(entries, first=seq, skip=job.entries, limit=limit, background=slow)
     if len(inputs) > 1:
         raise InputError("a stream must be a job's only input")
     if streams[0].startswith(JOURNAL):

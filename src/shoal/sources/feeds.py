@@ -56,9 +56,13 @@ def checkpoint_of(checkpoint: str | None, entries: int) -> tuple[int, list[Any] 
 
 
 class FiniteFeed:
-    """The entries of finite inputs (sources.Inputs), read ahead on a thread of their own: a slow
-    listing (an object store, a folder of millions being sorted) never holds up the coordinator,
-    its heartbeats or its workers. ``read`` answers at once with what is there.
+    """The entries of finite inputs (sources.Inputs), a batch at a time.
+
+    Inputs whose listing is slow (an object store's pages, a folder of millions being sorted) are
+    read ahead on a thread of their own (``background``), so the coordinator, its heartbeats and
+    its workers never wait on them; ``read`` then answers at once with what is there. Lists and
+    tables, cheap to read, are read on the caller's thread: a second Python thread would only
+    compete with the coordinator for the GIL.
 
     Reading starts at entry ``first`` (where a recorded checkpoint put the inputs), passes over
     the entries before ``skip`` (those already recorded) and ends before ``limit``. Each batch
@@ -66,19 +70,29 @@ class FiniteFeed:
     """
 
     streaming = False
-    BATCH = 2000  #: entries per batch read ahead
-    AHEAD = 8  #: batches read ahead
+    BATCH = 2000  #: entries per batch
+    AHEAD = 8  #: batches read ahead in the background
 
-    def __init__(self, entries: Iterator[Entry], *, first: int = 0, skip: int = 0, limit: int | None = None) -> None:
-        self._batches: queue.Queue[tuple[int, Any, list[Entry]] | BaseException | None] = queue.Queue(self.AHEAD)
-        self._taken: deque[Entry] = deque()  #: entries of a batch taken from the queue, not yet read
+    def __init__(
+        self,
+        entries: Iterator[Entry],
+        *,
+        first: int = 0,
+        skip: int = 0,
+        limit: int | None = None,
+        background: bool = False,
+    ) -> None:
+        self._source: Iterator[tuple[int, Any, list[Entry]]] | None = _batches(entries, first, skip, limit, self.BATCH)
+        self._taken: deque[Entry] = deque()  #: entries of a batch taken, not yet read
         self._marks: deque[tuple[int, Any]] = deque()  #: (entry, position in the inputs) where batches began
         self._ended = False
         self._stop = threading.Event()
-        self._reader = threading.Thread(
-            target=self._read_ahead, args=(entries, first, skip, limit), name="shoal-inputs", daemon=True
-        )
-        self._reader.start()
+        self._ahead: queue.Queue[tuple[int, Any, list[Entry]] | BaseException | None] | None = None
+        self._reader: threading.Thread | None = None
+        if background:
+            self._ahead = queue.Queue(self.AHEAD)
+            self._reader = threading.Thread(target=self._read_ahead, name="shoal-inputs", daemon=True)
+            self._reader.start()
 
     def read(self, limit: int, wait: float) -> list[Entry] | None:
         if not self._taken and not self._ended:
@@ -89,10 +103,14 @@ class FiniteFeed:
         return [self._taken.popleft() for _ in range(count)]
 
     def _take(self, wait: float) -> None:
-        try:
-            found = self._batches.get(timeout=wait) if wait > 0 else self._batches.get_nowait()
-        except queue.Empty:
-            return
+        if self._ahead is None:  # on this thread
+            assert self._source is not None
+            found: tuple[int, Any, list[Entry]] | BaseException | None = next(self._source, None)
+        else:
+            try:
+                found = self._ahead.get(timeout=wait) if wait > 0 else self._ahead.get_nowait()
+            except queue.Empty:
+                return
         if found is None:
             self._ended = True
         elif isinstance(found, BaseException):
@@ -116,42 +134,55 @@ class FiniteFeed:
 
     def close(self) -> None:
         self._stop.set()
-        while self._reader.is_alive():  # make room, so a reader waiting to hand a batch over sees the stop
+        while self._reader is not None and self._reader.is_alive():  # room, so a waiting reader sees the stop
             with contextlib.suppress(queue.Empty):
-                self._batches.get(timeout=0.05)
+                assert self._ahead is not None
+                self._ahead.get(timeout=0.05)
         self._ended = True
+        self._source = None
 
-    def _read_ahead(self, entries: Iterator[Entry], first: int, skip: int, limit: int | None) -> None:
-        seq = first
-        where = getattr(entries, "position", None)  #: sources.Inputs can say where it is; a plain iterator cannot
+    def _read_ahead(self) -> None:
+        assert self._source is not None
+        assert self._ahead is not None
         try:
-            for _ in range(max(0, skip - first)):  # recorded already: read over (at most a batch or so)
-                next(entries)
-                seq += 1
-            while not self._stop.is_set() and (limit is None or seq < limit):
-                position = where() if where is not None else None
-                want = self.BATCH if limit is None else min(self.BATCH, limit - seq)
-                batch = list(itertools.islice(entries, want))
-                if batch and not self._hand_over((seq, position, batch)):
+            for batch in self._source:
+                if not self._hand_over(batch):
                     return
-                seq += len(batch)
-                if len(batch) < want:
-                    break
-        except StopIteration:
-            pass
         except BaseException as exc:  # a source that fails (a listing that breaks off) fails the run
             self._hand_over(exc)
             return
         self._hand_over(None)
 
     def _hand_over(self, item: tuple[int, Any, list[Entry]] | BaseException | None) -> bool:
+        assert self._ahead is not None
         while not self._stop.is_set():
             try:
-                self._batches.put(item, timeout=0.1)
+                self._ahead.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
+
+
+def _batches(
+    entries: Iterator[Entry], first: int, skip: int, limit: int | None, size: int
+) -> Iterator[tuple[int, Any, list[Entry]]]:
+    """(first entry, where in the inputs it begins, entries) batches from ``skip`` to ``limit``."""
+    where = getattr(entries, "position", None)  #: sources.Inputs can say where it is; a plain iterator cannot
+    seq = first
+    for _ in range(max(0, skip - first)):  # recorded already: read over (at most a batch or so)
+        if next(entries, None) is None:
+            return
+        seq += 1
+    while limit is None or seq < limit:
+        position = where() if where is not None else None
+        want = size if limit is None else min(size, limit - seq)
+        batch = list(itertools.islice(entries, want))
+        if batch:
+            yield seq, position, batch
+        seq += len(batch)
+        if len(batch) < want:
+            return
 
 
 def stream_entry(fields: dict[str, Any], key: str, enqueued_at: float) -> Entry:

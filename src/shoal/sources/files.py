@@ -73,6 +73,8 @@ def walk(root: str) -> Iterator[str]:
 class Folder(Counted):
     """Every visible file under a folder, recursively, in the order of their paths."""
 
+    slow = True  #: listed (and sorted) before its first entry: read in the background
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         if next(walk(str(self.root)), None) is None:
@@ -87,6 +89,8 @@ class Folder(Counted):
 
 class Glob(Counted):
     """Files matching a pattern (``**`` recurses), in sorted order."""
+
+    slow = True
 
     def __init__(self, pattern: Path) -> None:
         self.pattern = str(pattern)
@@ -121,6 +125,8 @@ class SingleFile(Counted):
 class RemoteFiles(Counted):
     """A URL of any fsspec filesystem: a folder or glob is listed, anything else is one item. An
     S3 prefix is listed a page at a time; other filesystems list a folder in one go."""
+
+    slow = True  #: a page of an object store's listing takes a round trip
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -294,34 +294,19 @@ class Ledger:
                 for status, rows in _by(new, STATUS).items():
                     change[status] += self._insert.run(conn, rows)
             if succeeded:
-                self._tally(conn, change, "succeeded", succeeded)
-                self._succeed.run(conn, succeeded)
-            if unfinished:
-                for status, rows in _by(unfinished, 0).items():
-                    self._tally(conn, change, status, rows)
-                self._fail.run(conn, unfinished)
+                moved = self._succeed.run(conn, succeeded)  # from pending, and only from pending
+                change["pending"] -= moved
+                change["succeeded"] += moved
+            for status, rows in _by(unfinished, 0).items():
+                moved = self._fail.run(conn, rows)
+                change["pending"] -= moved
+                change[status] += moved
             if new_events:
                 conn.execute(insert(events), [{"job_id": job_id, **e} for e in new_events])
             job.update({s: jobs.c[s] + n for s, n in change.items() if n})
             fence = [jobs.c.id == job_id] + ([jobs.c.owner == owner] if owner is not None else [])
             if not conn.execute(update(jobs).where(*fence).values(**job)).rowcount:
                 raise JobBusyError(f"job {job_id} was taken over by {self.owner_of(job_id)}; this run stops")
-
-    @staticmethod
-    def _tally(conn: Connection, change: Counter[str], status: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Count the statuses that updates (of rows already written, never of a succeeded one) take
-        their rows from and to, before they run."""
-        job = rows[0][-2]
-        ids = [row[-1] for row in rows]
-        for k in range(0, len(ids), 500):
-            query = (
-                select(items.c.status, func.count())
-                .where(items.c.job == job, items.c.id.in_(ids[k : k + 500]), items.c.status != "succeeded")
-                .group_by(items.c.status)
-            )
-            for before, n in conn.execute(query):
-                change[before] -= n
-                change[status] += n
 
     def counts(self, job_id: str) -> dict[str, int]:
         """The job's items by status, as kept with the job: no item row is counted."""

@@ -66,6 +66,7 @@ _COLUMN = {
     "traceback": "error_traceback",
 }
 _SUCCEEDED: ColumnElement[str] = literal_column("'succeeded'")  # inline SQL: rows carry only their own values
+_PENDING: ColumnElement[str] = literal_column("'pending'")
 
 
 def item_head(job: int, item_id: str, seq: int, input: str, uri: str | None, meta: str | None) -> tuple[Any, ...]:
@@ -159,14 +160,16 @@ def insert_items(engine: Engine) -> Bulk:
 
 
 def update_items(engine: Engine, *, succeeded: bool) -> Bulk:
-    """Record outcomes of items already written; a succeeded item is never overwritten."""
+    """Record outcomes of items already written and still pending. Only a pending item changes:
+    a succeeded one is never overwritten, a final failure or a cancel stands, and every changed
+    row is a move out of pending, so the job's counts follow from the row count alone."""
     fields = SUCCEEDED_FIELDS if succeeded else FAILURE_FIELDS
     values: dict[str, Any] = {_COLUMN.get(f, f): bindparam(f"b_{f}") for f in fields if f not in ("job", "id")}
     if succeeded:
         values["status"] = _SUCCEEDED
     statement = (
         update(items)
-        .where(items.c.job == bindparam("b_job"), items.c.id == bindparam("b_id"), items.c.status != _SUCCEEDED)
+        .where(items.c.job == bindparam("b_job"), items.c.id == bindparam("b_id"), items.c.status == _PENDING)
         .values(**values)
     )
     return Bulk(statement, fields, engine, prefix="b_")

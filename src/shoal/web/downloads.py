@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from shoal.errors import NotFoundError, RangeNotSatisfiableError, ShoalError, StorageError
-from shoal.outputs import atomic_write, export_parquet, export_results, is_local, run_folder
+from shoal.outputs import atomic_write, export_results, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 
 RESULT_FILES = {"jsonl": "results.jsonl", "csv": "results.csv", "parquet": "results.parquet", "errors": "errors.csv"}
@@ -53,11 +53,17 @@ def result_file(ledger: Ledger, job: JobRecord, kind: str, exports: Path) -> Pat
         return out / name
     folder = out if out is not None and job.finished else exports / job.id
     folder.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        export_parquet(ledger, job.id, folder / name)
-    else:
-        export_results(ledger, job.id, folder)
+    version = _version(job)
+    stamp = folder / ".exported"
+    if not (folder / name).is_file() or not stamp.is_file() or stamp.read_text() != version:
+        export_results(ledger, job.id, folder)  # every file in one pass; kept until the job moves on
+        stamp.write_text(version)
     return folder / name
+
+
+def _version(job: JobRecord) -> str:
+    """What a job's exported files depend on: they are made again only when it changes."""
+    return f"{job.state}:{job.updated_at}:{job.pending}:{job.succeeded}:{job.failed}:{job.cancelled}"
 
 
 def report(ledger: Ledger, job: JobRecord) -> dict[str, Any]:
@@ -66,9 +72,9 @@ def report(ledger: Ledger, job: JobRecord) -> dict[str, Any]:
     if out is not None and _fresh(out / "report.json", job):
         path = out / "report.json"
         return json.loads(path.read_text())  # type: ignore[no-any-return]
-    from shoal.report.stats import JobData, summarize
+    from shoal.report import summarize
 
-    return summarize(JobData.load(ledger, job.id))
+    return summarize(ledger, job.id)
 
 
 def chart(ledger: Ledger, job: JobRecord, name: str) -> bytes:
@@ -78,12 +84,12 @@ def chart(ledger: Ledger, job: JobRecord, name: str) -> bytes:
     out = local_out(job)
     if out is not None and _fresh(out / name, job):
         return (out / name).read_bytes()
+    from shoal.report import timeline
     from shoal.report.charts import runtime_chart, throughput_chart
-    from shoal.report.stats import JobData
 
     buffer = io.BytesIO()
     draw = runtime_chart if name == "runtime.png" else throughput_chart
-    draw(JobData.load(ledger, job.id), buffer)
+    draw(timeline(ledger, job.id), buffer)
     if job.finished and out is not None:
         with atomic_write(out / name, "wb") as handle:
             handle.write(buffer.getvalue())

@@ -1,0 +1,109 @@
+"""Where each worker's time went, for the charts, gathered a page of rows at a time.
+
+A small job keeps every item's bar (and its retried attempts), so the Gantt chart shows each one.
+A large one keeps, per worker, the seconds spent on succeeded and on failed items in each of BINS
+equal slices of the job's time: bounded memory at any size, and a chart that stays readable
+(it says that it is binned). Throughput comes from the same fixed bins in both cases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import RowMapping
+
+from shoal.report.scan import Page, mask
+from shoal.store import JobRecord
+
+EXACT = 20_000  #: items up to which every bar is drawn
+BINS = 2000  #: time slices of a large job
+Bar = tuple[float, float, str]  #: start (seconds since the job started), width, outcome
+
+
+class Timeline:
+    """Items per worker over time: bars (small jobs) or busy seconds per time bin (large ones)."""
+
+    def __init__(self, job: JobRecord, runs: list[RowMapping]) -> None:
+        self.job_id = job.id
+        self.exact = sum(job.counts.values()) <= EXACT
+        self.t0 = float(runs[0]["started_at"]) if runs else job.created_at
+        self.run_starts = [float(r["started_at"]) for r in runs]
+        ends = [r["ended_at"] or r["started_at"] for r in runs]
+        running = any(r["ended_at"] is None for r in runs)
+        self.t_end = max([*ends, job.updated_at, time.time() if running else 0.0, self.t0 + 1.0])
+        self.width = (self.t_end - self.t0) / BINS  #: seconds a bin spans
+        self.bars: dict[str, list[Bar]] = defaultdict(list)
+        self.busy: dict[str, np.ndarray[Any, Any]] = {}  #: worker -> [2, BINS] seconds: succeeded, failed
+        self.done = np.zeros(BINS, dtype=np.int64)  #: items finished in each bin
+        self.items = 0
+        self.span = 1.0  #: seconds from the start to the last bar's end
+
+    def add(self, page: Page) -> None:
+        worker = page.text("worker")
+        ran = ~np.isnan(page.started) & ~np.isnan(page.finished) & mask(pc.not_equal(worker, ""))
+        if not ran.any():
+            return
+        self.items += int(ran.sum())
+        started, finished = page.started[ran], page.finished[ran]
+        failed = ~page.succeeded[ran]
+        self._fit(float(finished.max()))
+        self.done += np.bincount(self._bins(finished), minlength=BINS)[:BINS]
+        self.span = max(self.span, float(finished.max()) - self.t0)
+        encoded = pc.dictionary_encode(worker.filter(pa.array(ran)))
+        codes, names = encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
+        if self.exact:
+            items = zip(codes.tolist(), started.tolist(), finished.tolist(), failed.tolist(), strict=True)
+            for code, s, f, bad in items:
+                self.bars[names[code]].append((s - self.t0, f - s, "failed" if bad else "succeeded"))
+            return
+        for code, name in enumerate(names):
+            mine = codes == code
+            busy = self.busy.setdefault(name, np.zeros((2, BINS)))
+            self._spread(busy, started[mine], finished[mine], failed[mine])
+
+    def add_retries(self, events: list[RowMapping]) -> None:
+        """Attempts that failed and were tried again (a small job's chart shows them too)."""
+        if not self.exact:
+            return
+        for e in events:
+            if e["kind"] == "retry" and e["worker"] and e["started_at"] and e["finished_at"]:
+                bar = (e["started_at"] - self.t0, e["finished_at"] - e["started_at"], "retried attempt")
+                self.bars[e["worker"]].append(bar)
+
+    def finished_per_bin(self) -> np.ndarray[Any, Any]:
+        """Items finished in each bin, from the start to the last one that finished."""
+        return self.done[: max(1, int(np.ceil(self.span / self.width)))]
+
+    def _fit(self, latest: float) -> None:
+        """Widen the bins (joining neighbours, powers of two at a time) until ``latest`` fits:
+        the first guess of the job's span, from its runs, may fall short (a clock ahead, a run
+        still going)."""
+        factor = 1
+        while self.t0 + BINS * self.width * factor < latest:
+            factor *= 2
+        if factor == 1:
+            return
+        self.width *= factor
+        self.done = np.append(self.done, np.zeros(BINS * (factor - 1), np.int64)).reshape(BINS, factor).sum(axis=1)
+        for worker, busy in self.busy.items():
+            wide = np.concatenate([busy, np.zeros((2, BINS * (factor - 1)))], axis=1)
+            self.busy[worker] = wide.reshape(2, BINS, factor).sum(axis=2)
+
+    def _bins(self, moments: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        found: np.ndarray[Any, Any] = np.clip(((moments - self.t0) / self.width).astype(np.int64), 0, BINS - 1)
+        return found
+
+    def _spread(self, busy: np.ndarray[Any, Any], started: Any, finished: Any, failed: Any) -> None:
+        """Add each item's seconds to the bins it overlaps (most items fit in one bin)."""
+        first, last = self._bins(started), self._bins(finished)
+        one = first == last
+        np.add.at(busy, (failed[one].astype(int), first[one]), (finished - started)[one])
+        for s, f, bad, a, b in zip(started[~one], finished[~one], failed[~one], first[~one], last[~one], strict=True):
+            for k in range(a, b + 1):
+                low, high = self.t0 + k * self.width, self.t0 + (k + 1) * self.width
+                busy[int(bad), k] += max(0.0, min(f, high) - max(s, low))
