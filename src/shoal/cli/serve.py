@@ -26,6 +26,14 @@ MaxJobs = Annotated[int | None, typer.Option(help="jobs run at the same time [de
 Allow = Annotated[
     list[Path] | None, typer.Option("--allow-path", help="a folder submitted inputs may name; repeatable")
 ]
+AllowedHosts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="a name (or *.domain) the server is reached by, beyond localhost and its addresses; repeatable; "
+        "* turns the Host check off (unsafe) [env SHOAL_ALLOWED_HOSTS, comma-separated]",
+    ),
+]
 
 
 def serve_command(
@@ -41,6 +49,7 @@ def serve_command(
     max_upload_mb: MaxUpload = None,
     max_jobs: MaxJobs = None,
     allow_paths: Allow = None,
+    allowed_hosts: AllowedHosts = None,
 ) -> int:
     """Serve the web UI and REST API (/docs); jobs left unfinished by the last run resume."""
     try:
@@ -65,6 +74,7 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         max_jobs=max_jobs,
         allow_paths=allow_paths,
+        allowed_hosts=allowed_hosts,
     )
     serve(settings)
     return 0
