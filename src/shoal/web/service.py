@@ -16,7 +16,8 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,10 @@ class JobService:
     ) -> JobRecord:
         """Create (or find) the job for a pipeline and inputs and queue it; returns it at once."""
         project = self.catalog.get(pipeline)
-        self._check_inputs(inputs)
-        settings = self._run_settings(project, list(inputs), dict(options or {}))
-        plan = prepare(self.ledger, project, settings)
+        with _readable():
+            self._check_inputs(inputs)
+            settings = self._run_settings(project, list(inputs), dict(options or {}))
+            plan = prepare(self.ledger, project, settings)
         job = plan.job
         if job.finished:
             return job  # the same code already ran over the same inputs: its results stand
@@ -182,7 +184,8 @@ class JobService:
             raise JobStateError(f"job {job_id} is not a streaming job: submit one with stream=true")
         if job.finished:
             raise JobStateError(f"job {job_id} has already {job.state}: it takes no more items")
-        self._check_inputs([item["uri"] for item in items if item.get("uri")])
+        with _readable():
+            self._check_inputs([item["uri"] for item in items if item.get("uri")])
         append_to_journal(journal_path(inputs[0]), [*items, *([{"close": True}] if close else [])])
         return len(items)
 
@@ -327,9 +330,23 @@ class JobService:
             target = Path(normalize_input(str(path)))
             if has_glob(str(target)):
                 target = Path(str(target).split("*")[0].split("?")[0].split("[")[0] or "/")
-            real = target.resolve()
+            try:
+                real = target.resolve()
+            except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a loop of links (Python 3.11)
+                raise InputError(f"input {value!r} cannot be read here: {type(exc).__name__}: {exc}") from None
             if not any(real == root or real.is_relative_to(root) for root in roots):
                 raise InputError(
                     f"input {value} is outside the folders this server reads ({', '.join(map(str, roots))}); "
                     "upload the files, or start the server with --allow-path"
                 )
+
+
+@contextmanager
+def _readable() -> Iterator[None]:
+    """An input the file system refuses (a NUL, a name too long, not UTF-8) is the request's
+    fault: an InputError (422) naming it, never a 500. The web schemas refuse such values
+    first; this is where one that slipped past them would fail."""
+    try:
+        yield
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise InputError(f"inputs: an input cannot be read here: {type(exc).__name__}: {exc}") from None
