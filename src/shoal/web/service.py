@@ -246,12 +246,17 @@ class JobService:
                 job = self._queue.popleft()
                 job.thread = threading.current_thread()
                 self._running[job.plan.job.id] = job
-            self._run(job)
+            try:
+                self._run(job)
+            except Exception:  # even recording a failure failed (the database is down): keep the slot
+                log.exception("shoal: job %s could not be recorded as failed", job.plan.job.id)
 
     def _run(self, job: Running) -> None:
+        """Run a job to its end; one that cannot start, or stops on an error, ends failed with why."""
         plan, job_id = job.plan, job.plan.job.id
-        lease = self.warm.lease(plan.settings, plan.project)
+        lease = None
         try:
+            lease = self.warm.lease(plan.settings, plan.project)
             execute(
                 self.ledger,
                 plan,
@@ -271,7 +276,8 @@ class JobService:
             log.exception("shoal: job %s stopped on an unexpected error", job_id)
             self._fail(job_id, f"{type(exc).__name__}: {exc}")
         finally:
-            lease.close()
+            if lease is not None:
+                lease.close()
             with self._lock:
                 self._running.pop(job_id, None)
             job.feed.close()
@@ -285,8 +291,13 @@ class JobService:
             (out / chart).unlink(missing_ok=True)  # drawn for an earlier run: stale now
 
     def _fail(self, job_id: str, message: str) -> None:
+        """Record why the job could not run, then end it failed (not running or pending forever):
+        whoever sees it finished sees why."""
         self._errors[job_id] = message
         subs.set_error(self.ledger, job_id, message)
+        job = find_job(self.ledger, job_id)
+        if job is not None and not job.finished:
+            self.ledger.set_state(job_id, "failed", finished=True)
 
     def _sweep(self) -> None:
         while not self._closing.wait(SWEEP_EVERY):
