@@ -122,14 +122,20 @@ def test_allowed_hosts_come_from_flags_or_a_comma_separated_variable(monkeypatch
         ServerSettings.build(allowed_hosts=["https://a.example"])
 
 
-def test_serve_takes_allowed_hosts(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+def test_serve_takes_the_new_flags(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     from shoal.cli import EXIT_USAGE, main
     from shoal.web import server
 
     seen: list[ServerSettings] = []
     monkeypatch.setattr(server, "serve", seen.append)
-    assert main(["serve", "--allowed-host", "a.example", "--allowed-host", "*.b.example"]) == 0
+    flags = ["--allowed-host", "a.example", "--allowed-host", "*.b.example", "--max-streams", "3"]
+    assert main(["serve", *flags, "--stream-idle-timeout", "30"]) == 0
     [settings] = seen
-    assert settings.allowed_hosts == ["a.example", "*.b.example"]
+    assert (settings.allowed_hosts, settings.max_streams, settings.stream_idle_timeout) == (
+        ["a.example", "*.b.example"],
+        3,
+        30.0,
+    )
+    assert main(["serve", "--stream-idle-timeout", "nan"]) == EXIT_USAGE
     assert main(["serve", "--allowed-host", "http://a.example"]) == EXIT_USAGE
     assert len(seen) == 1

@@ -28,7 +28,11 @@ class ServerSettings(BaseSettings):
     workers: int | None = Field(None, ge=1, le=1024, description="workers per job [default: CPU count]")
     auth: bool = Field(False, description="require a token even on a loopback address")
     max_upload_mb: float = Field(1024.0, gt=0, description="largest upload accepted, in MiB")
-    max_jobs: int = Field(2, ge=1, le=64, description="jobs run at the same time")
+    max_jobs: int = Field(2, ge=1, le=64, description="jobs run at the same time (streaming jobs aside)")
+    max_streams: int = Field(8, ge=1, le=256, description="streaming jobs open at the same time")
+    stream_idle_timeout: float | None = Field(
+        None, gt=0, le=365 * 86400, allow_inf_nan=False, description="seconds a stream may go without items"
+    )
     allow_paths: list[Path] = Field(default_factory=list, description="local folders inputs may name")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="names (or *.domain) requests may be addressed to, beyond loopback"
