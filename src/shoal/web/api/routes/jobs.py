@@ -31,7 +31,16 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 #: OpenAPI links from a created job to what can be asked about it (clients and schemathesis follow them)
 JOB_LINKS = {
     name: {"operationId": name, "parameters": {"job_id": "$response.body#/id"}}
-    for name in ("get_job", "list_items", "job_events", "cancel_job", "report", "results_csv", "artifacts_zip")
+    for name in (
+        "get_job",
+        "list_items",
+        "job_events",
+        "cancel_job",
+        "append_items",
+        "report",
+        "results_csv",
+        "artifacts_zip",
+    )
 }
 CREATED: dict[int | str, dict[str, Any]] = {
     202: {"description": "the job, queued (or finished already)", "links": JOB_LINKS}
@@ -47,9 +56,10 @@ UPLOAD_BODY = {
                 "properties": {
                     "pipeline": {"type": "string", "description": "a name from GET /api/v1/pipelines"},
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "options": {"type": "string", "description": "JobOptions as JSON"},
+                    "options": {"$ref": "#/components/schemas/JobOptions"},
                 },
-            }
+            },
+            "encoding": {"options": {"contentType": "application/json"}},  # a part holding JobOptions as JSON
         }
     },
 }
