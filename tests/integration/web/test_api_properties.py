@@ -71,7 +71,8 @@ def test_generated_inputs_and_options_never_get_a_server_error(
         options()
         assert accepted  # some were valid: they ran
         for job_id in accepted:  # nothing accepted stays running or pending for ever
-            assert wait_for_end(http, job_id)[-1][1]["state"] in ("succeeded", "failed")
+            end = wait_for_end(http, job_id)[-1][1]
+            assert end["state"] in ("succeeded", "failed"), (end, http.get(f"/api/v1/jobs/{job_id}").json())
 
 
 def test_generated_item_and_artifact_names_never_get_a_server_error(
