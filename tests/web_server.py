@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from shoal.web import ServerSettings, create_app
 
@@ -23,11 +27,11 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn on a thread; ``url`` once started; stop() runs the app's shutdown (jobs stop)."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, mounts: dict[str, ASGIApp] | None = None, **settings: Any) -> None:
         settings.setdefault("port", free_port())
         settings.setdefault("workers", 1)
         self.settings = ServerSettings.build(**settings)
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, mounts=mounts)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
@@ -53,8 +57,6 @@ class LiveServer:
 
 def wait_for_end(client: httpx.Client, job_id: str, timeout: float = 120) -> list[tuple[str, dict[str, Any]]]:
     """Follow a job's SSE stream to its end; returns every (event, data) seen."""
-    import json
-
     seen: list[tuple[str, dict[str, Any]]] = []
     with client.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=timeout) as response:
         assert response.status_code == 200, response.read()
@@ -75,3 +77,29 @@ def running(server: LiveServer) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+Ask = Callable[..., tuple[int, Any]]  #: ask(method, path, body=None, headers=None) -> (status, body)
+
+
+@contextmanager
+def one_connection(server: LiveServer) -> Iterator[Ask]:
+    """``ask(method, path, body=None, headers=None)`` -> (status, JSON), all on one connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.settings.port, timeout=60)
+    conn.auto_open = 0  # a request after a reset fails instead of quietly reconnecting
+    conn.connect()
+
+    def ask(method: str, path: str, body: str | bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        sent = {"content-type": "application/json"} if isinstance(body, str) else {}
+        conn.request(
+            method, path, body=body.encode() if isinstance(body, str) else body, headers=sent | (headers or {})
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        assert response.getheader("connection") != "close", (method, path, response.status, raw)
+        return response.status, json.loads(raw) if raw.startswith((b"{", b"[")) else raw
+
+    try:
+        yield ask
+    finally:
+        conn.close()

@@ -55,7 +55,9 @@ def test_artifacts_at_a_url_are_listed_opened_and_zipped(remote: Remote, tmp_pat
 @pytest.mark.parametrize(
     ("item", "name"),
     [("item-1", "../../secret.txt"), ("item-1", "/secret.txt"), ("..", "secret.txt"), ("item-1/..", "secret.txt"),
-     (".staging", "item-2/half.png"), ("item-1", "missing.png"), ("item-2", "half.png")],
+     (".staging", "item-2/half.png"), ("item-1", "missing.png"), ("item-2", "half.png"),
+     ("item-1", "a\x00b"), ("it\x00em-1", "frame.png"), ("item-1", "a" * 256), ("item-1", "é" * 128),
+     ("é" * 128, "frame.png"), ("item-1", "ab/" * 1400)],
 )  # fmt: skip
 def test_names_outside_an_items_artifacts_are_not_found(remote: Remote, item: str, name: str, tmp_path: Path) -> None:
     job, _, _ = remote
@@ -66,6 +68,14 @@ def test_names_outside_an_items_artifacts_are_not_found(remote: Remote, item: st
     (tmp_path / "secret.txt").write_text("not an artifact")
     with pytest.raises(NotFoundError):
         downloads.artifact(local, item, name)
+
+
+def test_a_loop_of_links_is_not_found(tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "artifacts" / "item-1"
+    folder.mkdir(parents=True)
+    (folder / "loop").symlink_to(folder / "loop")
+    with pytest.raises(NotFoundError):
+        downloads.artifact(job_at(str(tmp_path / "run")), "item-1", "loop/x")
 
 
 def test_a_link_out_of_a_local_run_folder_is_neither_listed_nor_served(tmp_path: Path) -> None:
@@ -100,6 +110,12 @@ def test_a_store_the_server_cannot_read_is_a_storage_error_not_a_crash(tmp_path:
 )  # fmt: skip
 def test_a_range_header_picks_the_bytes_of_a_400_byte_file(header: str | None, span: tuple[int, int] | None) -> None:
     assert downloads.byte_range(header, 400) == span
+
+
+@pytest.mark.parametrize("header", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 20])
+def test_a_range_with_numbers_past_any_file_is_no_range(header: str) -> None:
+    """Numbers too long for int() (Python refuses 4300 digits) are not a range: the whole file."""
+    assert downloads.byte_range(header, 400) is None
 
 
 @pytest.mark.parametrize("header", ["bytes=400-", "bytes=500-600", "bytes=9-3", "bytes=-0"])

@@ -34,6 +34,9 @@ from shoal.web.uploads import safe_name
         ("a\x00b\nc.txt", "a_b_c.txt"),
         ("rm -rf *; echo.jpg", "rm -rf __ echo.jpg"),
         ("x" * 300 + ".jpeg", "x" * 145 + ".jpeg"),
+        ("é" * 200 + ".txt", "é" * 73 + ".txt"),  # 150 bytes: a name's limit is in bytes, not characters
+        ("\U0001f600" * 100, "_" * 100),
+        ("a" + "ü" * 200, "a" + "ü" * 74),
     ],
 )
 def test_safe_names_keep_what_they_can_and_drop_path_parts(raw: str, stored: str) -> None:

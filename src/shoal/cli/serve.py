@@ -22,9 +22,22 @@ Projects = Annotated[list[Path] | None, typer.Option("--project", "-p", help="a 
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="workers per job [default: CPU count]")]
 Auth = Annotated[bool, typer.Option("--auth", help="require a token even on a loopback address")]
 MaxUpload = Annotated[float | None, typer.Option(help="largest upload in MiB [default: 1024]")]
-MaxJobs = Annotated[int | None, typer.Option(help="jobs run at the same time [default: 2]")]
+MaxJobs = Annotated[int | None, typer.Option(help="jobs run at the same time, streaming jobs aside [default: 2]")]
+MaxStreams = Annotated[int | None, typer.Option(help="streaming jobs open at the same time [default: 8]")]
+StreamIdle = Annotated[
+    float | None,
+    typer.Option(help="close a streaming job after this many seconds without new items [default: never]"),
+]
 Allow = Annotated[
     list[Path] | None, typer.Option("--allow-path", help="a folder submitted inputs may name; repeatable")
+]
+AllowedHosts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="a name (or *.domain) the server is reached by, beyond localhost and its addresses; repeatable; "
+        "* turns the Host check off (unsafe) [env SHOAL_ALLOWED_HOSTS, comma-separated]",
+    ),
 ]
 
 
@@ -40,7 +53,10 @@ def serve_command(
     auth: Auth = False,
     max_upload_mb: MaxUpload = None,
     max_jobs: MaxJobs = None,
+    max_streams: MaxStreams = None,
+    stream_idle_timeout: StreamIdle = None,
     allow_paths: Allow = None,
+    allowed_hosts: AllowedHosts = None,
 ) -> int:
     """Serve the web UI and REST API (/docs); jobs left unfinished by the last run resume."""
     try:
@@ -64,7 +80,10 @@ def serve_command(
         auth=auth,
         max_upload_mb=max_upload_mb,
         max_jobs=max_jobs,
+        max_streams=max_streams,
+        stream_idle_timeout=stream_idle_timeout,
         allow_paths=allow_paths,
+        allowed_hosts=allowed_hosts,
     )
     serve(settings)
     return 0

@@ -6,6 +6,9 @@ static files. Its job service starts with the app (resuming unfinished jobs) and
 Other parts plug in without touching this file's callers: ``middleware`` joins every job run
 (metrics, logging), and ``mounts`` adds ASGI apps at fixed paths, e.g. a Prometheus exporter at
 ``/metrics``; the token check covers them like every route but /healthz and the login page.
+
+Every request passes, outermost first: the Host and Origin check (hosts.py), the token check
+(security.py), then the Shield that answers a bug with a 500 (handlers.py), then the routes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from shoal.web import handlers
 from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session
 from shoal.web.catalog import Catalog
 from shoal.web.docs import install_docs
+from shoal.web.hosts import HostGate, HostPolicy
 from shoal.web.metrics import ServerMetrics
 from shoal.web.security import Guard, TokenGate
 from shoal.web.service import JobService, log
@@ -89,4 +93,5 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(ui_router(Jinja2Templates(directory=HERE / "templates")))
     app.add_middleware(TokenGate, guard=guard)
+    app.add_middleware(HostGate, policy=HostPolicy.for_server(settings.host, settings.allowed_hosts))
     return app

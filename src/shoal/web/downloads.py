@@ -103,7 +103,8 @@ def artifact_root(job: JobRecord, item_id: str) -> Path:
     root = run_folder(job.out) / "artifacts"
     if not is_local(root):
         return root / item_id
-    folder = (root.resolve() / item_id).resolve()
+    with _no_such_file(f"no artifacts for item {item_id!r}"):
+        folder = (root.resolve() / item_id).resolve()
     if folder.parent != root.resolve():  # a symlink out of the run folder
         raise NotFoundError(f"no artifacts for item {item_id!r}")
     return folder
@@ -117,9 +118,10 @@ def artifact(job: JobRecord, item_id: str, name: str) -> Path:
         raise missing
     path = folder.joinpath(*PurePosixPath(name).parts)
     if is_local(folder):
-        path = path.resolve()
-        if not path.is_relative_to(folder) or not path.is_file():
-            raise missing
+        with _no_such_file(str(missing)):
+            path = path.resolve()
+            if not path.is_relative_to(folder) or not path.is_file():
+                raise missing
         return path
     with _remote(folder):
         folder.fs.invalidate_cache()  # type: ignore[attr-defined]  # a running job adds files
@@ -154,6 +156,16 @@ def _files(folder: Path) -> list[tuple[str, int, Path]]:
             if name and not name.startswith(f"{STAGING}/"):
                 found.append((name, int(info.get("size") or 0), folder.joinpath(*name.split("/"))))
     return sorted(found)
+
+
+@contextmanager
+def _no_such_file(message: str) -> Iterator[None]:
+    """A name no file can have (a NUL, a part over 255 bytes, a loop of links) is not found,
+    rather than an error from the file system (RuntimeError: a loop of links, in Python 3.11)."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise NotFoundError(message) from exc
 
 
 @contextmanager
@@ -202,7 +214,7 @@ def chunks(handle: IO[bytes], first: int = 0, length: int | None = None, size: i
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The span (first, last byte) a ``Range: bytes=...`` header asks of a ``size``-byte file;
     None for the whole file (no header, several ranges, another unit: a 200 is a valid answer)."""
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,19})\s*-\s*(\d{0,19})\s*", header or "", re.ASCII)
     if match is None or match.groups() == ("", ""):
         return None
     first, last = match.groups()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shoal.web.fields import COUNT_MAX, Name, PathText, Text, check_json
 
 JobState = Literal["pending", "running", "succeeded", "failed", "interrupted", "cancelled"]
 ItemStatus = Literal["pending", "succeeded", "failed", "cancelled"]
@@ -24,15 +26,19 @@ class PipelinePublic(BaseModel):
 
 
 class JobOptions(BaseModel):
-    """Options of one job; unset ones come from the project's shoal.toml, then defaults."""
+    """Options of one job; unset ones come from the project's shoal.toml, then defaults.
 
-    model_config = ConfigDict(extra="forbid")
+    Every number is finite and bounded: NaN or a limit past any counter would fail the job after
+    it was accepted, or never let it end.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     retries: int | None = Field(None, ge=0, le=100, description="attempts after the first failure")
     retry_backoff: float | None = Field(None, ge=0, le=3600, description="seconds before the first retry")
     timeout: float | None = Field(None, gt=0, le=86400, description="seconds one item may take")
     fetch_timeout: float | None = Field(None, gt=0, le=3600, description="seconds to download one remote input")
-    limit: int | None = Field(None, ge=1, description="process only the first N inputs")
+    limit: int | None = Field(None, ge=1, le=COUNT_MAX, description="process only the first N inputs")
     new: bool = Field(False, description="start a new job even if the same one ran before")
 
     def flags(self) -> dict[str, Any]:
@@ -44,8 +50,8 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pipeline: str = Field(min_length=1, max_length=64, description="a name from GET /api/v1/pipelines")
-    inputs: list[str] = Field(
+    pipeline: Name = Field(min_length=1, max_length=64, description="a name from GET /api/v1/pipelines")
+    inputs: list[PathText] = Field(
         default_factory=list,
         max_length=1000,
         description="paths on the server, globs, URI lists, CSV/JSONL files or URLs; empty: the project's defaults",
@@ -61,9 +67,11 @@ class StreamItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(min_length=1, max_length=4096, description="a path the server may read, or a URL")
-    id: str | None = Field(None, min_length=1, max_length=128, description="its id [default: one per message]")
-    meta: dict[str, Any] = Field(default_factory=dict, description="fields kept with the item (item.meta)")
+    uri: PathText = Field(min_length=1, max_length=8192, description="a path the server may read, or a URL")
+    id: Name | None = Field(None, min_length=1, max_length=128, description="its id [default: one per message]")
+    meta: Annotated[dict[str, Any], AfterValidator(check_json)] = Field(
+        default_factory=dict, description="fields kept with the item (item.meta): finite numbers, 64 KiB at most"
+    )
 
 
 class ItemsAppend(BaseModel):
@@ -181,7 +189,7 @@ class Health(BaseModel):
 
 
 class TokenCheck(BaseModel):
-    token: str = Field(min_length=1, max_length=200)
+    token: Text = Field(min_length=1, max_length=200)
 
 
 class Problem(BaseModel):

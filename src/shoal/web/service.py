@@ -1,12 +1,18 @@
 """The job service: accepts jobs, runs a few at a time on threads, and resumes them after a restart.
 
 Each job runs through the same ``runner.execute`` as ``shoal run``, on an engine lent by
-WarmEngines, with a Feed for live progress. Jobs run on ``max_jobs`` slot threads that live as
-long as the service: worker processes ask Linux to kill them when the thread that started them
-ends (so a killed coordinator leaves no orphans), and warm workers must outlive any one job.
-The ledger's ``submissions`` table says which jobs the service accepted, so a server that stops
-(or is killed) resumes the unfinished ones when it starts again, with the options each was
-submitted with.
+WarmEngines, with a Feed for live progress. Jobs run on slot threads that live as long as the
+service: worker processes ask Linux to kill them when the thread that started them ends (so a
+killed coordinator leaves no orphans), and warm workers must outlive any one job. The ledger's
+``submissions`` table says which jobs the service accepted, so a server that stops (or is
+killed) resumes the unfinished ones when it starts again, with the options each was submitted
+with.
+
+Streaming jobs have slots of their own (``max_streams``), apart from the ``max_jobs`` slots of
+ordinary jobs. A stream stays open until its client closes it, mostly idle, and still needs a
+coordinator thread all that time (parking it would mean stopping and resuming its coordinator
+around every quiet spell); on the same slots, two forgotten streams would keep every other job
+waiting. An idle stream may also be closed by the server (``stream_idle_timeout``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +34,14 @@ from shoal.middleware import Middleware
 from shoal.outputs import run_folder
 from shoal.runner import Plan, execute, normalize_input, prepare, settings_for
 from shoal.settings import RunSettings
-from shoal.sources import JOURNAL, journal_path
-from shoal.sources.feeds import append_to_journal
+from shoal.sources import JOURNAL, is_stream, journal_path
 from shoal.sources.files import has_glob, local_path
 from shoal.store import JobRecord, Ledger
 from shoal.store import submissions as subs
 from shoal.store.queries import find_job
 from shoal.web.catalog import Catalog
 from shoal.web.feed import Feed
+from shoal.web.journals import Journals
 from shoal.web.settings import ServerSettings
 from shoal.web.warm import WarmEngines
 
@@ -52,7 +59,18 @@ class Running:
     coordinator: Coordinator | None = None
     cancel: bool = False
     stopping: bool = False
+    started_at: float | None = None  #: epoch seconds its run began here
+    note: str | None = None  #: why the server ended it itself (an idle stream it closed)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def streaming(self) -> bool:
+        return any(is_stream(value) for value in self.plan.inputs)
+
+    @property
+    def journal(self) -> Path | None:
+        """The journal of a streaming job of this service (None for any other job)."""
+        return _journal(self.plan.inputs)
 
     def attach(self, coordinator: Coordinator) -> None:
         with self.lock:
@@ -63,8 +81,19 @@ class Running:
                 coordinator.request_stop()
 
 
+@dataclass
+class Lane:
+    """Jobs of one kind, waiting (oldest first) for one of the lane's own slot threads."""
+
+    name: str
+    size: int
+    wake: threading.Condition
+    queue: deque[Running] = field(default_factory=deque)
+
+
 class JobService:
-    """Runs the jobs submitted over the API, ``settings.max_jobs`` at a time, oldest first."""
+    """Runs the jobs submitted over the API: ``settings.max_jobs`` ordinary jobs at a time, and
+    beside them up to ``settings.max_streams`` streaming jobs."""
 
     def __init__(
         self,
@@ -80,21 +109,27 @@ class JobService:
         self.middleware = list(middleware)
         self.per_job = per_job  #: makes a middleware that keeps state for one job run (metrics)
         self.warm = warm or WarmEngines(settings.data_root / "logs", settings.idle_engine_s)
-        self._queue: deque[Running] = deque()
+        self.journals = Journals(settings.data_root / "streams")
         self._running: dict[str, Running] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         self._closing = threading.Event()
+        self._jobs = Lane("job", settings.max_jobs, threading.Condition(self._lock))
+        self._streams = Lane("stream", settings.max_streams, threading.Condition(self._lock))
         self._slots = [
-            threading.Thread(target=self._slot, name=f"shoal-slot-{n + 1}") for n in range(settings.max_jobs)
+            threading.Thread(target=self._slot, args=(lane,), name=f"shoal-{lane.name}-slot-{n + 1}")
+            for lane in (self._jobs, self._streams)
+            for n in range(lane.size)
         ]
         self._sweeper = threading.Thread(target=self._sweep, name="shoal-warm-sweeper", daemon=True)
+        self._watcher = threading.Thread(target=self._watch_streams, name="shoal-stream-watch", daemon=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Resume the jobs an earlier server accepted and did not finish."""
         self._sweeper.start()
+        if self.settings.stream_idle_timeout is not None:
+            self._watcher.start()
         for slot in self._slots:
             slot.start()
         for job in subs.unfinished(self.ledger):
@@ -110,9 +145,10 @@ class JobService:
         """Stop taking jobs and tell every job to stop, settling its items in flight; returns at once."""
         with self._lock:
             self._closing.set()
-            self._queue.clear()
+            for lane in (self._jobs, self._streams):
+                lane.queue.clear()
+                lane.wake.notify_all()
             running = list(self._running.values())
-            self._wake.notify_all()
         for job in running:
             with job.lock:
                 job.stopping = True
@@ -147,17 +183,17 @@ class JobService:
     ) -> JobRecord:
         """Create (or find) the job for a pipeline and inputs and queue it; returns it at once."""
         project = self.catalog.get(pipeline)
-        self._check_inputs(inputs)
-        settings = self._run_settings(project, list(inputs), dict(options or {}))
-        plan = prepare(self.ledger, project, settings)
+        with _readable():
+            self._check_inputs(inputs)
+            settings = self._run_settings(project, list(inputs), dict(options or {}))
+            plan = prepare(self.ledger, project, settings)
         job = plan.job
         if job.finished:
             return job  # the same code already ran over the same inputs: its results stand
         subs.record_submission(self.ledger, job.id, by=by, upload=None if upload is None else str(upload))
         self._errors.pop(job.id, None)
-        with self._lock:
-            if job.id in self._running or any(r.plan.job.id == job.id for r in self._queue):
-                return job
+        if self.active(job.id):
+            return job
         self._enqueue(plan)
         return job
 
@@ -165,10 +201,8 @@ class JobService:
         self, pipeline: str, options: dict[str, Any] | None = None, *, by: str | None = None
     ) -> JobRecord:
         """A streaming job: it stays open, taking the items appended to it, until it is closed."""
-        journal = self.settings.data_root / "streams" / f"{uuid.uuid4().hex}.jsonl"
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        journal.touch()
         project = self.catalog.get(pipeline)
+        journal = self.journals.create()
         plan = prepare(self.ledger, project, self._run_settings(project, [f"{JOURNAL}{journal}"], dict(options or {})))
         subs.record_submission(self.ledger, plan.job.id, by=by, upload=None)
         self._enqueue(plan)
@@ -177,13 +211,17 @@ class JobService:
     def append(self, job_id: str, items: list[dict[str, Any]], *, close: bool = False) -> int:
         """Add items to a streaming job (durably, before answering); ``close`` ends it after them."""
         job = self._job(job_id)
-        inputs = json.loads(job.inputs)
-        if len(inputs) != 1 or not inputs[0].startswith(JOURNAL):
+        journal = _journal(json.loads(job.inputs))
+        if journal is None:
             raise JobStateError(f"job {job_id} is not a streaming job: submit one with stream=true")
         if job.finished:
             raise JobStateError(f"job {job_id} has already {job.state}: it takes no more items")
-        self._check_inputs([item["uri"] for item in items if item.get("uri")])
-        append_to_journal(journal_path(inputs[0]), [*items, *([{"close": True}] if close else [])])
+        with _readable():
+            self._check_inputs([item["uri"] for item in items if item.get("uri")])
+        if not self.journals.append(journal, items, close=close):
+            raise JobStateError(
+                f"job {job_id} is closed: it takes no more items, and ends once those sent before the close are done"
+            )
         return len(items)
 
     def cancel(self, job_id: str) -> JobRecord:
@@ -192,9 +230,10 @@ class JobService:
         if job.finished:
             raise JobStateError(f"job {job_id} has already {job.state}; only an unfinished job can be cancelled")
         with self._lock:
-            queued = next((r for r in self._queue if r.plan.job.id == job_id), None)
-            if queued is not None:
-                self._queue.remove(queued)
+            for lane in (self._jobs, self._streams):
+                queued = next((r for r in lane.queue if r.plan.job.id == job_id), None)
+                if queued is not None:
+                    lane.queue.remove(queued)
             running = self._running.get(job_id)
         if running is not None:
             with running.lock:
@@ -213,12 +252,14 @@ class JobService:
     def active(self, job_id: str) -> bool:
         """Whether the job is queued or running here."""
         with self._lock:
-            return job_id in self._running or any(r.plan.job.id == job_id for r in self._queue)
+            return job_id in self._running or any(
+                r.plan.job.id == job_id for lane in (self._jobs, self._streams) for r in lane.queue
+            )
 
     def load(self) -> tuple[int, int]:
-        """How many jobs run here now, and how many wait."""
+        """How many jobs run here now (open streams included), and how many wait."""
         with self._lock:
-            return len(self._running), len(self._queue)
+            return len(self._running), len(self._jobs.queue) + len(self._streams.queue)
 
     def error(self, job_id: str) -> str | None:
         """Why the job's last run here could not start or went wrong, if it did."""
@@ -226,29 +267,37 @@ class JobService:
 
     # --- running -------------------------------------------------------------------------------
     def _enqueue(self, plan: Plan) -> None:
+        job = Running(plan, Feed(plan.job.id))
+        lane = self._streams if job.streaming else self._jobs
         with self._lock:
             if self.closing:
                 return
-            self._queue.append(Running(plan, Feed(plan.job.id)))
-            self._wake.notify()
+            lane.queue.append(job)
+            lane.wake.notify()
 
-    def _slot(self) -> None:
-        """One slot: run queued jobs, oldest first, until the service stops."""
+    def _slot(self, lane: Lane) -> None:
+        """One slot of a lane: run its queued jobs, oldest first, until the service stops."""
         while True:
             with self._lock:
-                while not self._queue and not self.closing:
-                    self._wake.wait()
+                while not lane.queue and not self.closing:
+                    lane.wake.wait()
                 if self.closing:
                     return
-                job = self._queue.popleft()
+                job = lane.queue.popleft()
                 job.thread = threading.current_thread()
                 self._running[job.plan.job.id] = job
-            self._run(job)
+            try:
+                self._run(job)
+            except Exception:  # even recording a failure failed (the database is down): keep the slot
+                log.exception("shoal: job %s could not be recorded as failed", job.plan.job.id)
 
     def _run(self, job: Running) -> None:
+        """Run a job to its end; one that cannot start, or stops on an error, ends failed with why."""
         plan, job_id = job.plan, job.plan.job.id
-        lease = self.warm.lease(plan.settings, plan.project)
+        job.started_at = time.time()
+        lease = None
         try:
+            lease = self.warm.lease(plan.settings, plan.project)
             execute(
                 self.ledger,
                 plan,
@@ -259,6 +308,8 @@ class JobService:
             )
             if job.cancel:
                 self.ledger.cancel(job_id)
+            if job.note is not None:  # into the ledger only now: a job with an error there is not resumed
+                subs.set_error(self.ledger, job_id, job.note)
             self._report(job_id, run_folder(plan.job.out))
         except JobBusyError as exc:
             self._errors[job_id] = str(exc)  # another process runs it; not ours to resume
@@ -268,7 +319,10 @@ class JobService:
             log.exception("shoal: job %s stopped on an unexpected error", job_id)
             self._fail(job_id, f"{type(exc).__name__}: {exc}")
         finally:
-            lease.close()
+            if lease is not None:
+                lease.close()
+            if job.journal is not None:
+                self.journals.forget(job.journal)
             with self._lock:
                 self._running.pop(job_id, None)
             job.feed.close()
@@ -282,12 +336,34 @@ class JobService:
             (out / chart).unlink(missing_ok=True)  # drawn for an earlier run: stale now
 
     def _fail(self, job_id: str, message: str) -> None:
+        """Record why the job could not run, then end it failed (not running or pending forever):
+        whoever sees it finished sees why."""
         self._errors[job_id] = message
         subs.set_error(self.ledger, job_id, message)
+        job = find_job(self.ledger, job_id)
+        if job is not None and not job.finished:
+            self.ledger.set_state(job_id, "failed", finished=True)
 
     def _sweep(self) -> None:
         while not self._closing.wait(SWEEP_EVERY):
             self.warm.sweep()
+
+    def _watch_streams(self) -> None:
+        """Close the journal of each open stream that went ``stream_idle_timeout`` seconds
+        without an item: it finishes the items it has, then ends."""
+        idle = self.settings.stream_idle_timeout
+        assert idle is not None
+        reason = f"closed by the server after {idle:g} s without new items (--stream-idle-timeout)"
+        while not self._closing.wait(min(1.0, idle / 4)):
+            with self._lock:
+                running = list(self._running.values())
+            for job in running:
+                journal, since = job.journal, job.started_at
+                if journal is None or since is None:
+                    continue
+                if self.journals.close_if_idle(journal, idle, since, reason):
+                    job.note = self._errors[job.plan.job.id] = reason  # shown at once, before it ends
+                    log.info("shoal: job %s %s", job.plan.job.id, reason)
 
     # --- helpers -------------------------------------------------------------------------------
     def _job(self, job_id: str) -> JobRecord:
@@ -327,9 +403,28 @@ class JobService:
             target = Path(normalize_input(str(path)))
             if has_glob(str(target)):
                 target = Path(str(target).split("*")[0].split("?")[0].split("[")[0] or "/")
-            real = target.resolve()
+            try:
+                real = target.resolve()
+            except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a loop of links (Python 3.11)
+                raise InputError(f"input {value!r} cannot be read here: {type(exc).__name__}: {exc}") from None
             if not any(real == root or real.is_relative_to(root) for root in roots):
                 raise InputError(
                     f"input {value} is outside the folders this server reads ({', '.join(map(str, roots))}); "
                     "upload the files, or start the server with --allow-path"
                 )
+
+
+def _journal(inputs: list[str]) -> Path | None:
+    """The journal of a streaming job of this service, from its inputs (None for any other job)."""
+    return journal_path(inputs[0]) if len(inputs) == 1 and inputs[0].startswith(JOURNAL) else None
+
+
+@contextmanager
+def _readable() -> Iterator[None]:
+    """An input the file system refuses (a NUL, a name too long, not UTF-8) is the request's
+    fault: an InputError (422) naming it, never a 500. The web schemas refuse such values
+    first; this is where one that slipped past them would fail."""
+    try:
+        yield
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise InputError(f"inputs: an input cannot be read here: {type(exc).__name__}: {exc}") from None

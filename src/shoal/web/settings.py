@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shoal.errors import ConfigError
 from shoal.settings import default_db, default_home
+from shoal.web.hosts import allowed_host_entry
 
 
 class ServerSettings(BaseSettings):
@@ -27,9 +28,24 @@ class ServerSettings(BaseSettings):
     workers: int | None = Field(None, ge=1, le=1024, description="workers per job [default: CPU count]")
     auth: bool = Field(False, description="require a token even on a loopback address")
     max_upload_mb: float = Field(1024.0, gt=0, description="largest upload accepted, in MiB")
-    max_jobs: int = Field(2, ge=1, le=64, description="jobs run at the same time")
+    max_jobs: int = Field(2, ge=1, le=64, description="jobs run at the same time (streaming jobs aside)")
+    max_streams: int = Field(8, ge=1, le=256, description="streaming jobs open at the same time")
+    stream_idle_timeout: float | None = Field(
+        None, gt=0, le=365 * 86400, allow_inf_nan=False, description="seconds a stream may go without items"
+    )
     allow_paths: list[Path] = Field(default_factory=list, description="local folders inputs may name")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="names (or *.domain) requests may be addressed to, beyond loopback"
+    )
     idle_engine_s: float = Field(600.0, ge=0, description="seconds warm workers wait for a job before exiting")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        """SHOAL_ALLOWED_HOSTS is a comma-separated list; each entry is normalised or refused."""
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return [allowed_host_entry(v) for v in value] if isinstance(value, list | tuple) else value
 
     @classmethod
     def build(cls, **flags: Any) -> ServerSettings:

@@ -64,8 +64,15 @@ def ui_router(templates: Jinja2Templates) -> APIRouter:
     def login_page(
         request: Request, parts: PartsDep, next: Annotated[str, Query(max_length=2000)] = "/"
     ) -> HTMLResponse:
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        return render(request, "login.html", parts, None, page="login", next=target)
+        return render(request, "login.html", parts, None, page="login", next=_local(next))
 
     public.include_router(pages)
     return public
+
+
+def _local(target: str) -> str:
+    """A path on this server to return to after logging in, else "/": a browser reads "//host",
+    "/\\host" and either with a tab or newline in it (which it drops) as another site."""
+    if not target.startswith("/") or any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in target):
+        return "/"
+    return "/" if target.startswith("//") else target

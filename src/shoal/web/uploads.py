@@ -22,7 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from shoal.errors import ConfigError, UploadTooLargeError
 
-MAX_NAME = 150  #: characters of a stored file name
+MAX_NAME = 150  #: bytes (UTF-8) of a stored file name: numbering a repeat stays under the 255 of a file system
 MAX_FIELD = 64 * 1024  #: bytes of a plain form field
 _KEEP = set(" ._-()+,@=~'&")
 
@@ -33,10 +33,10 @@ def safe_name(raw: str, taken: set[str] | None = None) -> str:
     name = unicodedata.normalize("NFC", name)
     name = "".join(c if c.isalnum() or c in _KEEP else "_" for c in name)
     name = name.strip(" .") or "file"  # no hidden files (inputs skip them), no "." or ".."
-    if len(name) > MAX_NAME:
+    if len(name.encode()) > MAX_NAME:  # bytes, not characters: 150 of "é" would be 300 bytes
         stem, dot, suffix = name.rpartition(".")
-        keep = f".{suffix}" if dot and len(suffix) <= 10 else ""
-        name = name[: MAX_NAME - len(keep)].rstrip(" .") + keep
+        keep = f".{suffix}" if dot and len(suffix.encode()) <= 10 else ""
+        name = name.encode()[: MAX_NAME - len(keep.encode())].decode("utf-8", "ignore").rstrip(" .") + keep
     if taken is None:
         return name
     stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")

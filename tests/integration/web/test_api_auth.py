@@ -62,3 +62,28 @@ def test_token_create_prints_a_token_once_and_stores_only_its_hash(home: Path) -
     assert twice.stderr.startswith("shoal: error: a token named 'alice' exists")
     assert shoal_cli("token", "revoke", "alice").returncode == 0
     assert shoal_cli("token", "revoke", "alice").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/x", "/\\evil.example/x", "/\\/evil.example", "/\t/evil.example", "/\n/evil.example",
+     "https://evil.example", "javascript:alert(1)", " //evil.example", "/ok\\..\\..\\evil"],
+)  # fmt: skip
+def test_the_login_page_sends_you_back_only_to_this_server(
+    serve: Callable[..., LiveServer], tool_project: Callable[..., Path], target: str
+) -> None:
+    """A browser reads "/\\evil.example" (or with a tab in it) as "//evil.example": another site."""
+    server = serve(projects=[tool_project()], auth=True)
+    with server.client() as http:
+        page = http.get("/login", params={"next": target})
+    assert page.status_code == 200
+    assert 'data-next="/"' in page.text, target
+
+
+def test_the_login_page_keeps_a_path_on_this_server(
+    serve: Callable[..., LiveServer], tool_project: Callable[..., Path]
+) -> None:
+    server = serve(projects=[tool_project()], auth=True)
+    with server.client() as http:
+        page = http.get("/login", params={"next": "/jobs/x?page=2"})
+    assert 'data-next="/jobs/x?page=2"' in page.text

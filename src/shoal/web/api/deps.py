@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from shoal.errors import NotFoundError
 from shoal.store import JobRecord, Ledger
 from shoal.store.queries import find_job
+from shoal.web.fields import PATH_MAX, ItemName, Name, PathText
 from shoal.web.service import JobService
 from shoal.web.state import Parts
 
@@ -32,8 +33,9 @@ async def get_service(parts: PartsDep) -> JobService:
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 ServiceDep = Annotated[JobService, Depends(get_service)]
-JobId = Annotated[str, Path(min_length=1, max_length=128, description="a job id")]
-ItemId = Annotated[str, Path(min_length=1, max_length=200, description="an item id")]
+JobId = Annotated[Name, Path(min_length=1, max_length=128, description="a job id")]
+ItemId = Annotated[ItemName, Path(min_length=1, max_length=200, description="an item id")]
+ArtifactName = Annotated[PathText, Path(min_length=1, max_length=PATH_MAX, description="a file in the item's folder")]
 
 
 async def get_caller(request: Request) -> str | None:

@@ -49,7 +49,14 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 
 def _from_ledger(parts: Parts, job_id: str) -> tuple[dict[str, Any], bool]:
-    """Counts from the ledger, and whether nothing more will happen to the job here."""
+    """Counts from the ledger, and whether nothing more will happen to the job here.
+
+    Whether the job is active here is asked before its record is read: a job leaves its slot
+    only after its last state is written, so a record read after that is final. Read the other
+    way round, a passing state (``interrupted`` while a job that failed to start is being
+    recorded as failed) could be taken for the end.
+    """
+    active = parts.service.active(job_id)
     job: JobRecord | None = find_job(parts.ledger, job_id)
     if job is None:
         return {"state": "cancelled"}, True
@@ -57,7 +64,7 @@ def _from_ledger(parts: Parts, job_id: str) -> tuple[dict[str, Any], bool]:
     data = {"state": job.state, **view.counts.model_dump(), "queued": view.queued, "error": view.error}
     if view.live is not None:
         data.update(view.live.model_dump())
-    done = job.finished or (job.state != "running" and not parts.service.active(job_id))
+    done = job.finished or (job.state != "running" and not active)
     return data, done
 
 

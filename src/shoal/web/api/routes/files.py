@@ -13,7 +13,8 @@ from starlette.background import BackgroundTask
 from shoal.errors import RangeNotSatisfiableError
 from shoal.outputs import is_local
 from shoal.web import downloads
-from shoal.web.api.deps import ItemId, JobDep, PartsDep
+from shoal.web.api.deps import ArtifactName, ItemId, JobDep, PartsDep
+from shoal.web.fields import ItemName
 from shoal.web.schemas import Problem
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["downloads"])
@@ -72,7 +73,7 @@ def report_chart(job: JobDep, chart: Literal["runtime.png", "throughput.png"], p
 def artifacts_zip(
     job: JobDep,
     parts: PartsDep,
-    item: Annotated[str | None, Query(max_length=200, description="only this item's artifacts")] = None,
+    item: Annotated[ItemName | None, Query(max_length=200, description="only this item's artifacts")] = None,
 ) -> FileResponse:
     path = downloads.job_zip(parts.ledger, job, parts.exports, item)
     name = f"{job.id}-{item}.zip" if item else f"{job.id}.zip"
@@ -80,7 +81,7 @@ def artifacts_zip(
 
 
 @router.get("/artifacts/{item_id}/{name:path}", summary="One artifact of one item", responses=NOT_FOUND)
-def artifact(job: JobDep, item_id: ItemId, name: str, parts: PartsDep, request: Request) -> Response:
+def artifact(job: JobDep, item_id: ItemId, name: ArtifactName, parts: PartsDep, request: Request) -> Response:
     path = downloads.artifact(job, item_id, name)
     media = downloads.media_type(path)
     if is_local(path):  # Range requests (seeking in a video) answered by Starlette

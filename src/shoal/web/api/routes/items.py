@@ -42,7 +42,28 @@ def list_items(
     return ItemPage(items=listed, total=total, page=page, size=size)
 
 
-@router.get("/{item_id}", summary="One item: record, error, attempts, artifacts", responses={404: {"model": Problem}})
+#: from an item to its files (clients and schemathesis follow them to real artifact names)
+ARTIFACT_LINKS = {
+    "artifact": {
+        "operationId": "artifact",
+        "parameters": {
+            "job_id": "$request.path.job_id",
+            "item_id": "$request.path.item_id",
+            "name": "$response.body#/artifacts/0/name",
+        },
+    },
+    "artifacts_zip": {
+        "operationId": "artifacts_zip",
+        "parameters": {"job_id": "$request.path.job_id", "item": "$request.path.item_id"},
+    },
+}
+
+
+@router.get(
+    "/{item_id}",
+    summary="One item: record, error, attempts, artifacts",
+    responses={200: {"description": "the item", "links": ARTIFACT_LINKS}, 404: {"model": Problem}},
+)
 async def get_item(job: JobDep, item_id: ItemId, parts: PartsDep) -> ItemDetail:
     row = await run_in_threadpool(find_item, parts.ledger, job, item_id)
     if row is None:

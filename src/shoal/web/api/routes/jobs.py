@@ -14,6 +14,7 @@ from shoal.errors import ConfigError
 from shoal.store.queries import page_jobs
 from shoal.web import uploads
 from shoal.web.api.deps import Caller, JobDep, PartsDep
+from shoal.web.fields import Name, check_name
 from shoal.web.schemas import (
     Appended,
     ItemsAppend,
@@ -30,7 +31,16 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 #: OpenAPI links from a created job to what can be asked about it (clients and schemathesis follow them)
 JOB_LINKS = {
     name: {"operationId": name, "parameters": {"job_id": "$response.body#/id"}}
-    for name in ("get_job", "list_items", "job_events", "cancel_job", "report", "results_csv", "artifacts_zip")
+    for name in (
+        "get_job",
+        "list_items",
+        "job_events",
+        "cancel_job",
+        "append_items",
+        "report",
+        "results_csv",
+        "artifacts_zip",
+    )
 }
 CREATED: dict[int | str, dict[str, Any]] = {
     202: {"description": "the job, queued (or finished already)", "links": JOB_LINKS}
@@ -46,9 +56,10 @@ UPLOAD_BODY = {
                 "properties": {
                     "pipeline": {"type": "string", "description": "a name from GET /api/v1/pipelines"},
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "options": {"type": "string", "description": "JobOptions as JSON"},
+                    "options": {"$ref": "#/components/schemas/JobOptions"},
                 },
-            }
+            },
+            "encoding": {"options": {"contentType": "application/json"}},  # a part holding JobOptions as JSON
         }
     },
 }
@@ -118,15 +129,23 @@ async def upload_job(request: Request, parts: PartsDep, caller: Caller) -> JobPu
 
 
 def _form(received: uploads.Upload) -> tuple[str, dict[str, object]]:
+    """The form's fields, checked like the JSON body's: a 422 names the field at fault."""
     pipeline = received.fields.get("pipeline", "").strip()
     if not pipeline:
         raise ConfigError("the form needs a 'pipeline' field naming a pipeline from GET /api/v1/pipelines")
+    try:
+        check_name(pipeline)
+    except ValueError as exc:
+        raise ConfigError(f"form field 'pipeline' {exc}") from None
     if not received.files:
         raise ConfigError("the form has no files: add one or more 'files' parts")
     try:
         options = JobOptions.model_validate(json.loads(received.fields.get("options") or "{}"))
-    except (ValueError, ValidationError) as exc:
-        raise ConfigError(f"'options' must be JobOptions as JSON: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(".".join(["options", *map(str, e["loc"])]) + f": {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"form field 'options' is not valid JobOptions: {problems}") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
+        raise ConfigError(f"form field 'options' must be JobOptions as JSON: {exc}") from None
     return pipeline, options.flags()
 
 
@@ -134,7 +153,7 @@ def _form(received: uploads.Upload) -> tuple[str, dict[str, object]]:
 def list_jobs(
     parts: PartsDep,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
-    pipeline: Annotated[str | None, Query(max_length=64)] = None,
+    pipeline: Annotated[Name | None, Query(max_length=64)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> JobList:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from shoal.project import Project
 from shoal.web.api.deps import PartsDep
+from shoal.web.fields import Name
 from shoal.web.schemas import PipelinePublic, StagePublic
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
@@ -27,5 +28,5 @@ def list_pipelines(parts: PartsDep) -> list[PipelinePublic]:
 
 
 @router.get("/{name}", summary="One pipeline", responses={404: {"description": "unknown pipeline"}})
-def get_pipeline(name: str, parts: PartsDep) -> PipelinePublic:
+def get_pipeline(name: Name, parts: PartsDep) -> PipelinePublic:
     return pipeline_public(parts.catalog.get(name))
