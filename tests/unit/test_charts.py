@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.image import imread
 
 import shoal
-from shoal.report import timeline
+from shoal.report import job_timeline
 from shoal.report.charts import COLOURS, lanes, runtime_chart, throughput_chart
 from shoal.report.timeline import EXACT
 from shoal.store import Ledger
@@ -49,7 +49,7 @@ def test_a_failed_item_does_not_hide_the_successes_of_its_batch(
     assert result.counts["failed"] == 1
     ledger = Ledger(result.db)
     png = io.BytesIO()
-    runtime_chart(timeline(ledger, result.job_id), png)
+    runtime_chart(job_timeline(ledger, result.job_id), png)
     ledger.close()
     pixels = imread(io.BytesIO(png.getvalue()))[..., :3]
 
@@ -85,7 +85,7 @@ def test_a_large_job_is_drawn_binned_and_says_so(tmp_path: Path) -> None:
         rows.append(with_success(item_head(job.num, f"i{n}", n, f"in/{n}", f"in/{n}", None), done))
     ledger.record(job.id, new=rows)
     ledger.end_run(job.id, number, "finished", 0.1)
-    found = timeline(ledger, job.id)
+    found = job_timeline(ledger, job.id)
     ledger.close()
     assert not found.exact
     assert found.items == items

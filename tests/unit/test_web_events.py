@@ -31,11 +31,11 @@ class FinishingService:
 def test_a_passing_state_is_not_taken_for_the_end(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     now = time.time()
-    ledger.create_job(
-        id="j", key="k", pipeline="p", fingerprint="f", project="/p", inputs="[]", options="{}", out="/out",
+    ledger.open_job("k", lambda: dict(
+        id="j", pipeline="p", fingerprint="f", project="/p", inputs="[]", options="{}", out="/out",
         state="interrupted", created_at=now, updated_at=now, finished_at=None, entries=0, ingested=False,
         owner=None, heartbeat_at=None,
-    )  # fmt: skip
+    ))  # fmt: skip
     service: Any = FinishingService(ledger)
     parts: Any = type("Parts", (), {"ledger": ledger, "service": service, "views": JobViews(ledger, service)})()
     data, done = _from_ledger(parts, "j")

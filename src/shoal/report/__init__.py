@@ -47,7 +47,7 @@ def summarize(ledger: Ledger, job_id: str) -> dict[str, Any]:
     return figures.summary()
 
 
-def timeline(ledger: Ledger, job_id: str) -> Any:
+def job_timeline(ledger: Ledger, job_id: str) -> Any:
     """The job's Timeline (for its charts), from one pass over its rows."""
     from shoal.report.scan import scan
     from shoal.report.timeline import Timeline

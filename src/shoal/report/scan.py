@@ -9,6 +9,8 @@ charts) works on whole columns of a page. Memory holds one page.
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -20,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 from sqlalchemy.engine import make_url
 
-from shoal.errors import MissingDependencyError
+from shoal.errors import MissingDependencyError, StorageError
 from shoal.store import JobRecord, Ledger
 from shoal.store.schema import item_key
 
@@ -151,26 +153,45 @@ def batches(ledger: Ledger, job: JobRecord) -> Iterator[pa.RecordBatch]:
     """The job's item rows in input order, as Arrow record batches."""
     low, high = item_key(job.num, 0), item_key(job.num + 1, 0)
     sql = f"SELECT {_SELECT} FROM items WHERE key >= {low} AND key < {high} ORDER BY key"  # integers: nothing to escape
-    with _connect(ledger) as connection, connection.cursor() as cursor:
-        if ledger.engine.dialect.name == "sqlite":
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(PAGE)})
+    url = make_url(ledger.url)
+    if url.get_backend_name() == "sqlite":
+        yield from _from_sqlite(url.database or ":memory:", sql)
+        return
+    try:
+        import adbc_driver_postgresql.dbapi as postgresql
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "adbc-driver-postgresql", "postgres") from None
+    uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with postgresql.connect(uri) as connection, connection.cursor() as cursor:
         cursor.execute(sql)
         for batch in cursor.fetch_record_batch():
             if batch.num_rows:
                 yield batch
 
 
-def _connect(ledger: Ledger) -> Any:
-    url = make_url(ledger.url)
+def _from_sqlite(database: str, sql: str) -> Iterator[pa.RecordBatch]:
+    """Rows of a SQLite ledger, read by a process of their own (see report._reader: ADBC's copy
+    of SQLite must not share this process with Python's on one file)."""
+    command = [sys.executable, "-m", "shoal.report._reader", database, sql, str(PAGE)]
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None
     try:
-        if url.get_backend_name() == "sqlite":
-            import adbc_driver_sqlite.dbapi as sqlite
-
-            return sqlite.connect(url.database or ":memory:")
-        import adbc_driver_postgresql.dbapi as postgresql
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or "adbc-driver-postgresql", "postgres") from None
-    return postgresql.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            stream = pa.ipc.open_stream(reader.stdout)
+        except pa.ArrowInvalid:
+            stream = None  # it failed before writing anything: its error says why
+        if stream is not None:
+            yield from stream
+        problem = reader.stderr.read().decode(errors="replace").strip() if reader.stderr else ""
+        if reader.wait() != 0:
+            raise StorageError(f"cannot read the ledger at {database}: {problem.splitlines()[-1] if problem else ''}")
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        reader.stdout.close()
+        if reader.stderr is not None:
+            reader.stderr.close()
 
 
 def scan(ledger: Ledger, job: JobRecord, consumers: Iterable[Consumer]) -> int:

@@ -84,12 +84,12 @@ def chart(ledger: Ledger, job: JobRecord, name: str) -> bytes:
     out = local_out(job)
     if out is not None and _fresh(out / name, job):
         return (out / name).read_bytes()
-    from shoal.report import timeline
+    from shoal.report import job_timeline
     from shoal.report.charts import runtime_chart, throughput_chart
 
     buffer = io.BytesIO()
     draw = runtime_chart if name == "runtime.png" else throughput_chart
-    draw(timeline(ledger, job.id), buffer)
+    draw(job_timeline(ledger, job.id), buffer)
     if job.finished and out is not None:
         with atomic_write(out / name, "wb") as handle:
             handle.write(buffer.getvalue())
