@@ -221,7 +221,7 @@ def execute(
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
     observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
     stack = MiddlewareStack(observers)
-    owner = f"{os.uname().nodename}:{os.getpid()}"
+    owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"  #: this run: host, process, token
     try:
         ledger.claim(job.id, owner)
     except BaseException:

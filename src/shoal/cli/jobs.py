@@ -30,7 +30,7 @@ def jobs_command(db: Db = None, limit: Limit = 30) -> int:
         table.add_column(column, overflow="fold")
     try:
         for job in ledger.list_jobs(limit):
-            counts = ledger.counts(job.id)
+            counts = job.counts  # kept with the job: no item is counted
             table.add_row(
                 job.id,
                 job.pipeline,

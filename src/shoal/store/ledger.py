@@ -408,7 +408,8 @@ def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:
     ran on this host, a live process (so a killed run is resumed at once)."""
     if heartbeat_at is None or now - heartbeat_at >= HEARTBEAT_STALE:
         return False
-    host, _, pid = owner.rpartition(":")
+    host, _, pid = owner.partition(":")
+    pid = pid.partition(":")[0]  # host:pid:token (host:pid before runs had tokens)
     if host != os.uname().nodename or not pid.isdigit():
         return True
     try:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import RowMapping, func, select
 
 from shoal.store.ledger import JobRecord, Ledger
-from shoal.store.schema import events, items, jobs, of_job
+from shoal.store.schema import events, items, jobs, of_job, unfinished
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
 #: item columns a page of items shows; the result and traceback wait for the item's own page
@@ -37,34 +35,20 @@ def page_jobs(
         return found, int(conn.execute(total).scalar_one())
 
 
-def counts_of(ledger: Ledger, nums: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Item counts by status of several jobs (by jobs.num) in one query."""
-    found: dict[int, dict[str, int]] = {num: dict.fromkeys(STATUSES, 0) for num in nums}
-    if not nums:
-        return found
-    query = (
-        select(items.c.job, items.c.status, func.count())
-        .where(items.c.job.in_(list(nums)))
-        .group_by(items.c.job, items.c.status)
-    )
-    with ledger.engine.connect() as conn:
-        for job, status, n in conn.execute(query):
-            found[job][status] = int(n)
-    return found
-
-
 def page_items(
-    ledger: Ledger, job: JobRecord, *, status: str | None = None, limit: int = 50, offset: int = 0
-) -> tuple[list[RowMapping], int]:
-    """A page of a job's items in input order, and how many match in all."""
-    where = list(of_job(job.num))
-    if status is not None:
-        where.append(items.c.status == status)
-    query = select(*(items.c[c] for c in SUMMARY)).where(*where).order_by(items.c.key).limit(limit).offset(offset)
+    ledger: Ledger, job: JobRecord, *, status: str | None = None, after: int = -1, limit: int = 50
+) -> list[RowMapping]:
+    """Up to ``limit`` of a job's items after position ``after``, in input order: a range of the
+    primary key (or, by status, of the index of unfinished items), however deep into a job of
+    millions the page is. No count: a job's counts are kept with it."""
+    if status is None or status == "succeeded":
+        where = [*of_job(job.num, after)] + ([items.c.status == status] if status else [])
+        order = items.c.key
+    else:
+        where, order = [*unfinished(job.num, status), items.c.seq > after], items.c.seq
+    query = select(*(items.c[c] for c in SUMMARY)).where(*where).order_by(order).limit(limit)
     with ledger.engine.connect() as conn:
-        rows = list(conn.execute(query).mappings())
-        total = conn.execute(select(func.count()).select_from(items).where(*where)).scalar_one()
-    return rows, int(total)
+        return list(conn.execute(query).mappings())
 
 
 def find_item(ledger: Ledger, job: JobRecord, item_id: str) -> RowMapping | None:

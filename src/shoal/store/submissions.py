@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from shoal.store.ledger import JobRecord, Ledger
 from shoal.store.schema import jobs, submissions
@@ -13,14 +14,15 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def record_submission(ledger: Ledger, job_id: str, *, by: str | None = None, upload: str | None = None) -> None:
-    """Note that the service runs this job; submitting it again clears an earlier start error."""
-    with ledger._begin() as conn:
-        found = conn.execute(select(submissions.c.job_id).where(submissions.c.job_id == job_id)).first()
-        if found is None:
-            conn.execute(
-                insert(submissions).values(job_id=job_id, submitted_at=time.time(), submitted_by=by, upload=upload)
-            )
-        else:
+    """Note that the service runs this job; submitting it again clears an earlier start error.
+    Safe to race: of two processes (or threads) recording the same job at once, one inserts and
+    the other clears."""
+    row = {"job_id": job_id, "submitted_at": time.time(), "submitted_by": by, "upload": upload}
+    try:
+        with ledger._begin() as conn:
+            conn.execute(insert(submissions).values(**row))
+    except IntegrityError:
+        with ledger._begin() as conn:
             conn.execute(update(submissions).where(submissions.c.job_id == job_id).values(error=None))
 
 

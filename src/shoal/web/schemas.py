@@ -156,9 +156,11 @@ class ItemPublic(BaseModel):
 
 class ItemPage(BaseModel):
     items: list[ItemPublic]
-    total: int
-    page: int
+    total: int = Field(description="items with this status (all items without one), as the job keeps them")
     size: int
+    next: int | None = Field(
+        description="pass as ?after= for the page that follows; null on the last page", default=None
+    )
 
 
 class Attempt(BaseModel):

@@ -192,8 +192,6 @@ class JobService:
             return job  # the same code already ran over the same inputs: its results stand
         subs.record_submission(self.ledger, job.id, by=by, upload=None if upload is None else str(upload))
         self._errors.pop(job.id, None)
-        if self.active(job.id):
-            return job
         self._enqueue(plan)
         return job
 
@@ -252,9 +250,13 @@ class JobService:
     def active(self, job_id: str) -> bool:
         """Whether the job is queued or running here."""
         with self._lock:
-            return job_id in self._running or any(
-                r.plan.job.id == job_id for lane in (self._jobs, self._streams) for r in lane.queue
-            )
+            return self._here(job_id)
+
+    def _here(self, job_id: str) -> bool:
+        """active(), for a caller holding the lock."""
+        return job_id in self._running or any(
+            r.plan.job.id == job_id for lane in (self._jobs, self._streams) for r in lane.queue
+        )
 
     def load(self) -> tuple[int, int]:
         """How many jobs run here now (open streams included), and how many wait."""
@@ -267,10 +269,12 @@ class JobService:
 
     # --- running -------------------------------------------------------------------------------
     def _enqueue(self, plan: Plan) -> None:
+        """Queue a job, unless it is queued or running here already: looked at and done under one
+        lock, so two identical submissions at the same instant queue it once."""
         job = Running(plan, Feed(plan.job.id))
         lane = self._streams if job.streaming else self._jobs
         with self._lock:
-            if self.closing:
+            if self.closing or self._here(plan.job.id):
                 return
             lane.queue.append(job)
             lane.wake.notify()

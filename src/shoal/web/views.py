@@ -13,7 +13,7 @@ from sqlalchemy import RowMapping
 
 from shoal.errors import StorageError
 from shoal.store import JobRecord, Ledger
-from shoal.store.queries import counts_of, find_job, item_events
+from shoal.store.queries import find_job, item_events
 from shoal.web import downloads
 from shoal.web.schemas import ArtifactPublic, Attempt, Counts, ItemDetail, ItemPublic, JobPublic, Live
 from shoal.web.service import JobService
@@ -30,7 +30,6 @@ class JobViews:
 
     def __init__(self, ledger: Ledger, service: JobService) -> None:
         self.ledger, self.service = ledger, service
-        self._finished: dict[str, tuple[float, dict[str, int]]] = {}  #: job id -> (updated_at, counts)
         self._records: dict[str, tuple[JobRecord, JobPublic, bytes]] = {}  #: finished jobs, and their JSON
         self._lock = threading.Lock()
 
@@ -51,32 +50,18 @@ class JobViews:
             with self._lock:
                 if len(self._records) >= self.MEMORY:
                     self._records.clear()
-                    self._finished.clear()
                 self._records[job.id] = (job, view, view.model_dump_json().encode())
         return view
 
     def many(self, jobs: list[JobRecord]) -> list[JobPublic]:
-        live = {job.id: self._live(job) for job in jobs}
-        known = {job.id: self._remembered(job) for job in jobs}
-        missing = [job.num for job in jobs if live[job.id] is None and known[job.id] is None]
-        counted = counts_of(self.ledger, missing) if missing else {}
+        """Views of jobs: counts from the job running here (live), else as the ledger keeps them
+        with each job (no item is counted)."""
         views = []
         for job in jobs:
-            snap = live[job.id]
-            counts = known[job.id] or counted.get(job.num)
-            if counts is None and snap is not None:
-                counts = {k: snap[k] for k in ("succeeded", "failed", "pending", "cancelled")}
-            assert counts is not None
-            if job.finished and job.id not in self._finished:
-                with self._lock:
-                    self._finished[job.id] = (job.updated_at, counts)
+            snap = self._live(job)
+            counts = {k: snap[k] for k in ("succeeded", "failed", "pending", "cancelled")} if snap else job.counts
             views.append(self._view(job, counts, snap))
         return views
-
-    def _remembered(self, job: JobRecord) -> dict[str, int] | None:
-        with self._lock:
-            found = self._finished.get(job.id)
-        return found[1] if found is not None and found[0] == job.updated_at else None
 
     def _live(self, job: JobRecord) -> dict[str, Any] | None:
         feed = self.service.feed(job.id)

@@ -48,8 +48,12 @@ def test_a_job_runs_and_everything_about_it_can_be_read_and_downloaded(
         assert detail["artifacts"] == []
         assert detail["attempts_log"][-1]["kind"] == "failed"
 
-        page = http.get(f"/api/v1/jobs/{job_id}/items", params={"status": "succeeded", "size": 2, "page": 2}).json()
+        first = http.get(f"/api/v1/jobs/{job_id}/items", params={"status": "succeeded", "size": 2}).json()
+        page = http.get(
+            f"/api/v1/jobs/{job_id}/items", params={"status": "succeeded", "size": 2, "after": first["next"]}
+        ).json()
         assert (page["total"], len(page["items"])) == (5, 2)
+        assert page["items"][0]["seq"] > first["items"][-1]["seq"]  # the page after, by position
         good = http.get(f"/api/v1/jobs/{job_id}/items/{page['items'][0]['id']}").json()
         assert good["result"]["bytes"] == len(Path(good["input"]).read_bytes())
         [artifact] = good["artifacts"]
@@ -207,3 +211,58 @@ def _poll(ask: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
         time.sleep(0.1)
         answer = ask()
     return answer
+
+
+COUNTED = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("counted")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def work(item):
+    time.sleep(0.05)
+    with LOG.open("a") as log:
+        log.write(item.id + "\\n")
+    return {{}}
+"""
+
+
+def test_identical_submissions_at_the_same_instant_make_one_job_run_once(
+    serve: Callable[..., LiveServer], tmp_path: Path, files: Callable[..., Path]
+) -> None:
+    import threading
+
+    import httpx
+
+    project = tmp_path / "counted"
+    project.mkdir()
+    log = tmp_path / "processed.log"
+    (project / "pipeline.py").write_text(COUNTED.format(log=str(log)))
+    server = serve(projects=[project], max_jobs=4)
+    for round_ in range(3):  # each round a job of its own, asked for by six clients at once
+        data = files(8, name=f"round-{round_}")
+        start = threading.Barrier(6)
+        answers: list[httpx.Response] = []
+
+        def submit(start: threading.Barrier, answers: list[httpx.Response], data: Path) -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                start.wait()
+                answers.append(http.post("/api/v1/jobs", json={"pipeline": "counted", "inputs": [str(data)]}))
+
+        clients = [threading.Thread(target=submit, args=(start, answers, data)) for _ in range(6)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
+        ids = {a.json()["id"] for a in answers}
+        assert len(ids) == 1, f"identical submissions made {len(ids)} jobs"
+        with server.client() as http:
+            wait_for_end(http, ids.pop())
+    processed = log.read_text().split()
+    assert len(processed) == len(set(processed)) == 24, "a job was run twice"
+    with server.client() as http:
+        assert http.get("/api/v1/jobs").json()["total"] == 3

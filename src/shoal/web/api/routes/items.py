@@ -33,13 +33,18 @@ def list_items(
     job: JobDep,
     parts: PartsDep,
     status: Annotated[ItemStatus | None, Query(description="only items with this status")] = None,
-    page: Annotated[int, Query(ge=1, le=10_000_000)] = 1,
+    after: Annotated[
+        int, Query(ge=-1, le=2**40, description="the `next` of the page before: items after this position")
+    ] = -1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
     artifacts: Annotated[bool, Query(description="list each item's artifacts too")] = False,
 ) -> ItemPage:
-    rows, total = page_items(parts.ledger, job, status=status, limit=size, offset=(page - 1) * size)
+    """Pages follow each other by position (keyset), so a page deep into a job of millions costs
+    what the first does."""
+    rows = page_items(parts.ledger, job, status=status, after=after, limit=size)
     listed = [item_public(r, job if artifacts else None) for r in rows]
-    return ItemPage(items=listed, total=total, page=page, size=size)
+    total = job.counts[status] if status else sum(job.counts.values())
+    return ItemPage(items=listed, total=total, size=size, next=rows[-1]["seq"] if len(rows) == size else None)
 
 
 #: from an item to its files (clients and schemathesis follow them to real artifact names)
