@@ -27,6 +27,13 @@ class InputError(ConfigError):
     """Raised when an --input cannot be opened at all (as opposed to one bad item inside it)."""
 
 
+class ReadRefusedError(InputError):
+    """Raised when an input (or an entry read out of one) names a file or URL the job's read
+    policy does not allow; names the rule. As an item's error it fails that item alone."""
+
+    retry = False
+
+
 class MissingDependencyError(ConfigError):
     """Raised when an optional dependency is needed; names the extra to install."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from shoal.access import local_of
 from shoal.errors import CorruptInputError, FetchError
 
 if TYPE_CHECKING:
@@ -61,22 +62,30 @@ class Item:
     # --- reading the input -------------------------------------------------------------------
     @property
     def path(self) -> Path:
-        """A local file holding the input; remote inputs are downloaded on first use."""
+        """A local file holding the input; remote inputs are downloaded on first use. A job with
+        a read policy (a server's) gets only a file the policy allows, by its real path."""
         if self._local is None:
             if self.uri is None:
                 raise FetchError(f"{self.input}: this item is a data row with no file; use item.meta")
-            if "://" not in self.uri:
-                self._local = Path(self.uri)
+            policy = self._context().policy
+            local = local_of(self.uri)
+            if local is not None:
+                if policy is not None:
+                    policy.real(local)
+                self._local = Path(local)
             else:
                 from shoal.worker.fetch import fetch
 
+                if policy is not None:
+                    policy.remote(self.uri)
                 self._local = fetch(self.uri, self._context().fetch_dir(self.id), self._context().fetch_timeout)
         return self._local
 
     def read_bytes(self) -> bytes:
         """The input's bytes, with a clear error for a missing or unreadable file."""
         try:
-            return self.path.read_bytes()
+            with self._open() as handle:
+                return handle.read()
         except FileNotFoundError:
             raise FetchError(f"{self.input}: no such file", retry=False) from None
         except IsADirectoryError:
@@ -94,8 +103,28 @@ class Item:
             ) from None
 
     def open(self) -> BinaryIO:
-        self.read_bytes()  # surfaces a clear error for a missing file before open()
-        return self.path.open("rb")
+        try:
+            return self._open()
+        except FileNotFoundError:
+            raise FetchError(f"{self.input}: no such file", retry=False) from None
+        except IsADirectoryError:
+            raise FetchError(f"{self.input}: is a directory, not a file", retry=False) from None
+        except PermissionError:
+            raise FetchError(f"{self.input}: permission denied") from None
+
+    def _open(self) -> BinaryIO:
+        """The input, opened; with a read policy, refused unless the file opened (whatever its
+        name led to, checked on the descriptor itself) lies inside the allowed folders."""
+        path = self.path
+        handle = path.open("rb")
+        policy = self._context().policy if self._ctx is not None else None
+        if policy is not None and not self.fetched:
+            try:
+                policy.opened(handle.fileno(), str(path))
+            except BaseException:
+                handle.close()
+                raise
+        return handle
 
     def read_image(self, flags: int | None = None) -> Any:
         """Decode the input as an image (an OpenCV BGR array); corrupt files raise CorruptInputError."""
@@ -142,7 +171,7 @@ class Item:
     @property
     def fetched(self) -> bool:
         """Whether the input was downloaded (and its copy must be deleted)."""
-        return self._local is not None and self.uri is not None and "://" in self.uri
+        return self._local is not None and self.uri is not None and local_of(self.uri) is None
 
     def _context(self) -> ItemContext:
         if self._ctx is None:

@@ -126,7 +126,7 @@ def settings_for(project: Project, inputs: Sequence[str] | None, flags: dict[str
 def prepare(ledger: Ledger, project: Project, settings: RunSettings) -> Plan:
     """Check the inputs open, then find the job for them (to resume or report) or create it."""
     inputs = [normalize_input(v) for v in settings.inputs]
-    open_inputs(inputs)  # every input must open before a job is made for them
+    open_inputs(inputs, policy=settings.policy)  # every input must open (and be allowed) before a job is made
     job, resumed = _job(ledger, project, settings, inputs)
     return Plan(project, settings, inputs, job, resumed)
 
@@ -236,12 +236,12 @@ def execute(
         ledger.set_state(job.id, "interrupted")
         raise
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
-    feed = open_feed(plan.inputs, job, settings.limit)
+    feed = open_feed(plan.inputs, job, settings.limit, settings.policy)
     coordinator = Coordinator(
         ledger,
         job,
         engine,
-        JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout, settings.timeout),
+        JobSpec(job.id, project.fingerprint, str(out), settings.fetch_timeout, settings.timeout, settings.read_roots),
         project.pipeline,
         feed,
         policy=RetryPolicy(settings.retries, settings.retry_backoff),

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shoal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shoal.access import ReadPolicy
 
 
 def default_home() -> Path:
@@ -45,6 +48,17 @@ class RunSettings(BaseSettings):
     queue: str = Field("shoal", description="queue (prefix) shared by `shoal run` and `shoal worker`")
     new: bool = Field(False, description="start a new job even if an identical one exists")
     wait: bool = Field(False, description="when another process runs the job, wait for it instead of exiting")
+    read_roots: list[str] | None = Field(
+        None, description="the only local folders the job may read (a server's read policy; see shoal.access)"
+    )
+
+    @property
+    def policy(self) -> ReadPolicy | None:
+        """The read policy of the job: None, unless a server gives one."""
+        from shoal.access import ReadPolicy
+
+        return ReadPolicy.of(self.read_roots)
+
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds (0.0.0.0: all)")
     metrics_linger: float = Field(0.0, ge=0, description="seconds the endpoint stays up after the job ends")

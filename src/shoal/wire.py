@@ -65,6 +65,7 @@ class JobSpec:
     out: str  #: the run folder; artifacts go under out/artifacts
     fetch_timeout: float = 30.0  #: seconds to download one remote input
     item_timeout: float | None = None  #: seconds one item may take before its worker is replaced
+    read_roots: list[str] | None = None  #: the only local folders items may be read from (None: any); see access
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from shoal.errors import InputError
 
 if TYPE_CHECKING:
+    from shoal.access import ReadPolicy
     from shoal.sources.feeds import Feed
     from shoal.store import JobRecord
 
@@ -118,23 +119,25 @@ class Inputs:
         return reading
 
 
-def open_inputs(inputs: Iterable[str], base: Path | None = None, start: list[Any] | None = None) -> Inputs:
+def open_inputs(
+    inputs: Iterable[str], base: Path | None = None, start: list[Any] | None = None, policy: ReadPolicy | None = None
+) -> Inputs:
     """All entries of all inputs, in order (from ``start``, a position). Every input is checked
-    now, before any is read."""
-    sources = [open_input(value, base or Path.cwd()) for value in inputs]
+    now, before any is read; with a read ``policy``, against it, and so is every entry."""
+    sources = [open_input(value, base or Path.cwd(), policy) for value in inputs]
     if not sources:
         raise InputError("no inputs: pass --input PATH_OR_URL, or set inputs in shoal.toml")
     return Inputs(sources, start)
 
 
-def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None) -> Feed:
+def open_feed(inputs: list[str], job: JobRecord, limit: int | None = None, policy: ReadPolicy | None = None) -> Feed:
     """The feed a job reads: its inputs from the first unrecorded entry on, or its stream."""
     from shoal.sources.feeds import FiniteFeed, checkpoint_of
 
     streams = [value for value in inputs if is_stream(value)]
     if not streams:
         seq, start = checkpoint_of(job.checkpoint, job.entries)
-        entries = open_inputs(inputs, start=start)
+        entries = open_inputs(inputs, start=start, policy=policy)
         slow = any(getattr(source, "slow", False) for source in entries.sources)
         return FiniteFeed(entries, first=seq, skip=job.entries, limit=limit, background=slow)
     if len(inputs) > 1:
@@ -159,8 +162,9 @@ def journal_path(value: str) -> Path:
     return Path(value.removeprefix(JOURNAL))
 
 
-def open_input(value: str, base: Path) -> Source:
-    """The source for one --input value; raises InputError if it cannot be opened at all."""
+def open_input(value: str, base: Path, policy: ReadPolicy | None = None) -> Source:
+    """The source for one --input value; raises InputError if it cannot be opened at all, and
+    ReadRefusedError if the read ``policy`` does not allow it (by its real path, for a local one)."""
     from shoal.sources import files, rows, uri_list
 
     value = value.strip()
@@ -175,19 +179,25 @@ def open_input(value: str, base: Path) -> Source:
         return _NoEntries()
     local = files.local_path(value, base)
     if local is None:  # a URL of some fsspec filesystem
+        if policy is not None:
+            policy.remote(value)
         if value.lower().endswith(LIST_SUFFIXES):
-            return uri_list.UriList(value)
+            return uri_list.UriList(value, policy)
         if value.lower().endswith(ROW_SUFFIXES):
-            return rows.Rows(value)
+            return rows.Rows(value, policy)
         return files.RemoteFiles(value)
     if files.has_glob(str(local)):
-        return files.Glob(local)
+        if policy is not None:
+            policy.check(files.glob_root(str(local)))
+        return files.Glob(local, policy)
+    if policy is not None:
+        policy.real(str(local))  # the input itself, wherever its name leads
     if local.is_dir():
-        return files.Folder(local)
+        return files.Folder(local, policy)
     if not local.exists():
         raise InputError(f"input not found: {value}")
     if local.suffix.lower() in LIST_SUFFIXES:
-        return uri_list.UriList(str(local))
+        return uri_list.UriList(str(local), policy)
     if local.suffix.lower() in ROW_SUFFIXES:
-        return rows.Rows(str(local))
+        return rows.Rows(str(local), policy)
     return files.SingleFile(local)

@@ -11,13 +11,16 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from shoal.errors import InputError
+from shoal.errors import InputError, ReadRefusedError
 from shoal.sources import Counted, Entry
 from shoal.sources._ids import item_id, safe_text
 from shoal.sources._sorted import sorted_bounded
+
+if TYPE_CHECKING:
+    from shoal.access import ReadPolicy
 
 _GLOB_CHARS = set("*?[")
 PAGE = 1000  #: keys asked of an object store at a time
@@ -49,9 +52,31 @@ def file_entry(path: Path | str, label: str) -> Entry:
     return Entry(item_id(label, absolute), absolute, absolute)
 
 
-def walk(root: str) -> Iterator[str]:
+def glob_root(pattern: str) -> str:
+    """The folder a glob pattern starts from: its part before the first wildcard."""
+    return pattern.split("*")[0].split("?")[0].split("[")[0] or "/"
+
+
+def refused(entry: Entry, policy: ReadPolicy | None, *, real: bool = False) -> Entry:
+    """The entry, or a failed one when the read policy does not allow what it names (by its real
+    path with ``real``, where the file is known to exist; by its name otherwise)."""
+    if policy is None or entry.uri is None or entry.error is not None:
+        return entry
+    try:
+        if real and "://" not in entry.uri:
+            policy.real(entry.uri)
+        else:
+            policy.check(entry.uri)
+    except ReadRefusedError as exc:
+        return Entry(entry.id, entry.input, error=str(exc))
+    return entry
+
+
+def walk(root: str, policy: ReadPolicy | None = None) -> Iterator[str]:
     """Paths of the visible files under ``root``, relative to it, lazily (a folder of millions is
-    never listed into memory at once); hidden files and folders are skipped."""
+    never listed into memory at once); hidden files and folders are skipped. With a read policy,
+    a link that leads outside its folders is not followed (a link to a file is still listed, to
+    fail as an item that says why)."""
     folders = [""]
     while folders:
         relative = folders.pop()
@@ -65,8 +90,11 @@ def walk(root: str) -> Iterator[str]:
                     continue
                 path = f"{relative}/{found.name}" if relative else found.name
                 if found.is_dir():
-                    folders.append(path)
-                elif found.is_file():
+                    if policy is None or not found.is_symlink() or policy.inside(os.path.realpath(found.path)):
+                        folders.append(path)
+                    else:
+                        yield path  # a link out of the folder: an item refused by the policy
+                elif found.is_file() or (policy is not None and found.is_symlink()):
                     yield path
 
 
@@ -75,16 +103,17 @@ class Folder(Counted):
 
     slow = True  #: listed (and sorted) before its first entry: read in the background
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: ReadPolicy | None = None) -> None:
         self.root = root.resolve()
-        if next(walk(str(self.root)), None) is None:
+        self.policy = policy
+        if next(walk(str(self.root), policy), None) is None:
             raise InputError(f"input {root} is a folder with no files in it")
 
     def _raw(self) -> Iterator[str]:
-        return sorted_bounded(walk(str(self.root)))
+        return sorted_bounded(walk(str(self.root), self.policy))
 
     def _entry(self, relative: str) -> Entry:
-        return file_entry(f"{self.root}/{relative}", relative)
+        return refused(file_entry(f"{self.root}/{relative}", relative), self.policy, real=True)
 
 
 class Glob(Counted):
@@ -92,8 +121,9 @@ class Glob(Counted):
 
     slow = True
 
-    def __init__(self, pattern: Path) -> None:
+    def __init__(self, pattern: Path, policy: ReadPolicy | None = None) -> None:
         self.pattern = str(pattern)
+        self.policy = policy
         if next(self._matches(), None) is None:
             raise InputError(f"no files match {self.pattern}")
         fixed = Path(self.pattern.split("*")[0].split("?")[0].split("[")[0])
@@ -106,7 +136,7 @@ class Glob(Counted):
         return sorted_bounded(self._matches())
 
     def _entry(self, match: str) -> Entry:
-        return file_entry(match, os.path.relpath(match, self.root))
+        return refused(file_entry(match, os.path.relpath(match, self.root)), self.policy, real=True)
 
 
 class SingleFile(Counted):

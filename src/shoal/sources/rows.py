@@ -22,12 +22,15 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from shoal.sources import Entry
 from shoal.sources._ids import item_id, safe_text, slug, user_id
-from shoal.sources.files import local_path
+from shoal.sources.files import local_path, refused
 from shoal.sources.uri_list import decode, open_binary
+
+if TYPE_CHECKING:
+    from shoal.access import ReadPolicy
 
 FILE_COLUMNS = ("uri", "url", "path", "file")
 
@@ -35,8 +38,9 @@ FILE_COLUMNS = ("uri", "url", "path", "file")
 class Rows:
     """Rows of a CSV, TSV or JSONL file."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, policy: ReadPolicy | None = None) -> None:
         self.location = location
+        self.policy = policy  #: what a row's file column may name: each is an input of its own
         self.name = location.rstrip("/").rsplit("/", 1)[-1]
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
         where = os.path.abspath(location) if "://" not in location else location
@@ -128,9 +132,9 @@ class Rows:
         uri = self._uri(str(row[column])) if column else None
         label = f"{self.name}:{line}" if uri is None else uri
         if "id" in keys and row[keys["id"]] not in (None, ""):
-            return Entry(user_id(row[keys["id"]]), label, uri, row)
+            return refused(Entry(user_id(row[keys["id"]]), label, uri, row), self.policy)
         name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else self.name.rsplit(".", 1)[0]
-        return Entry(f"{slug(name)}-{line}-{self._file_key}", label, uri, row)
+        return refused(Entry(f"{slug(name)}-{line}-{self._file_key}", label, uri, row), self.policy)
 
     def _uri(self, value: str) -> str:
         path = local_path(value, Path(self.base)) if self.base else None

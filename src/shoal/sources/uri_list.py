@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from shoal.sources import Entry
 from shoal.sources._ids import item_id, safe_text
+from shoal.sources.files import refused
+
+if TYPE_CHECKING:
+    from shoal.access import ReadPolicy
 
 
 def open_binary(location: str) -> IO[bytes]:
@@ -33,8 +37,9 @@ class UriList:
     position is the byte offset and number of the next line, so a resume seeks there.
     """
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, policy: ReadPolicy | None = None) -> None:
         self.location = location
+        self.policy = policy  #: what the lines may name: each is an input of its own
         self.name = location.rstrip("/").rsplit("/", 1)[-1]
         self.base = os.path.dirname(os.path.abspath(location)) if "://" not in location else None
         self._offset = self._number = 0  #: where the next line begins, and lines read before it
@@ -64,7 +69,7 @@ class UriList:
                         item_id(where, f"{self.location}#{self._number}"), where, error=f"{where}: not UTF-8 text"
                     )
                     continue
-                yield self._entry(line)
+                yield self._entry(line) if self.policy is None else refused(self._entry(line), self.policy)
 
     def _entry(self, line: str) -> Entry:
         if "://" in line:

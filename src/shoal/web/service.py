@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal.access import ReadPolicy
 from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
@@ -35,7 +36,7 @@ from shoal.outputs import run_folder
 from shoal.runner import Plan, execute, normalize_input, prepare, settings_for
 from shoal.settings import RunSettings
 from shoal.sources import JOURNAL, is_stream, journal_path
-from shoal.sources.files import has_glob, local_path
+from shoal.sources.files import glob_root, has_glob, local_path
 from shoal.store import JobRecord, Ledger
 from shoal.store import submissions as subs
 from shoal.store.queries import find_job
@@ -332,12 +333,16 @@ class JobService:
             job.feed.close()
 
     def _report(self, job_id: str, out: Path) -> None:
-        """Result files and report.json now; the charts are drawn when first asked for."""
+        """Result files and report.json now. The charts too for a large job (in the same pass over
+        its rows, so its page answers at once); a small job's are drawn when first asked for."""
         from shoal.report import write_report
+        from shoal.report.timeline import EXACT
 
-        write_report(self.ledger, job_id, out, charts=False)
-        for chart in ("runtime.png", "throughput.png"):
-            (out / chart).unlink(missing_ok=True)  # drawn for an earlier run: stale now
+        large = sum(self.ledger.counts(job_id).values()) > EXACT
+        write_report(self.ledger, job_id, out, charts=large)
+        if not large:
+            for chart in ("runtime.png", "throughput.png"):
+                (out / chart).unlink(missing_ok=True)  # drawn for an earlier run: stale now
 
     def _fail(self, job_id: str, message: str) -> None:
         """Record why the job could not run, then end it failed (not running or pending forever):
@@ -379,7 +384,8 @@ class JobService:
     def _run_settings(self, project: Any, inputs: list[str], options: dict[str, Any]) -> RunSettings:
         server = self.settings
         flags = {**options, "db_url": self.ledger.url, "engine": server.engine, "broker_url": server.broker_url}
-        return settings_for(project, inputs or None, {**flags, "workers": server.workers})
+        flags |= {"workers": server.workers, "read_roots": self._read_roots()}  # the server's read policy, job by job
+        return settings_for(project, inputs or None, flags)
 
     def _resume_plan(self, job: JobRecord) -> Plan:
         project = self.catalog.for_job(job.pipeline, job.project)
@@ -394,28 +400,27 @@ class JobService:
         return Plan(project, settings, inputs, job, resumed=job.entries > 0)
 
     def _check_inputs(self, inputs: Sequence[str]) -> None:
-        """Local inputs must lie in a folder this server may read (see ServerSettings.input_roots)."""
+        """Inputs a server's job may name: not its own journals, and what the read policy allows
+        (see shoal.access; the sources check every entry again, and workers every file they open)."""
         if any(value.startswith(JOURNAL) for value in inputs):
             raise InputError("journal inputs belong to the server: submit a streaming job with stream=true")
-        roots = self.settings.input_roots()
-        if roots is None:
+        policy = ReadPolicy.of(self._read_roots())
+        if policy is None:
             return
         for value in inputs:
             path = local_path(value.strip(), Path.cwd())
             if path is None:
+                policy.remote(value.strip())
                 continue
-            target = Path(normalize_input(str(path)))
-            if has_glob(str(target)):
-                target = Path(str(target).split("*")[0].split("?")[0].split("[")[0] or "/")
+            target = normalize_input(str(path))
             try:
-                real = target.resolve()
+                policy.real(glob_root(target) if has_glob(target) else target)
             except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a loop of links (Python 3.11)
                 raise InputError(f"input {value!r} cannot be read here: {type(exc).__name__}: {exc}") from None
-            if not any(real == root or real.is_relative_to(root) for root in roots):
-                raise InputError(
-                    f"input {value} is outside the folders this server reads ({', '.join(map(str, roots))}); "
-                    "upload the files, or start the server with --allow-path"
-                )
+
+    def _read_roots(self) -> list[str] | None:
+        roots = self.settings.input_roots()
+        return None if roots is None else [str(root) for root in roots]
 
 
 def _journal(inputs: list[str]) -> Path | None:

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.access import ReadPolicy
 from shoal.item import Item
 
 STAGING = ".staging"
@@ -25,6 +26,7 @@ class ItemContext:
     artifacts: str  #: where artifacts/<item-id>/ go: a folder, or an fsspec URL
     scratch_root: Path  #: local scratch space: downloads, and staging for remote artifacts
     fetch_timeout: float = 30.0  #: seconds
+    policy: ReadPolicy | None = None  #: what the job's items may read (a server's jobs); None: anything
 
     @classmethod
     def standalone(cls) -> ItemContext:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal._json import dumps
+from shoal.access import ReadPolicy
 from shoal.errors import FingerprintMismatchError, StageResultError, WorkerStartError
 from shoal.item import Item
 from shoal.pipeline import BoundStage
@@ -98,7 +99,7 @@ class Runtime:
         if context is None:
             scratch = Path(tempfile.mkdtemp(prefix=f"shoal-{job.job_id}-"))
             artifacts = f"{job.out}/artifacts" if "://" in job.out else str(Path(job.out) / "artifacts")
-            context = ItemContext(artifacts, scratch, job.fetch_timeout)
+            context = ItemContext(artifacts, scratch, job.fetch_timeout, ReadPolicy.of(job.read_roots))
         self._contexts[key] = context  # most recent last
         while len(self._contexts) > KEEP_CONTEXTS:  # a long-lived worker serves job after job
             shutil.rmtree(self._contexts.pop(next(iter(self._contexts))).scratch_root, ignore_errors=True)
