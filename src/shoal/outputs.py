@@ -195,14 +195,20 @@ _ESCAPED = r'["\\\x00-\x1f]'  #: what JSON cannot write between quotes as it is
 
 def _jsonl(ok: pa.RecordBatch, started: pa.Array, finished: pa.Array) -> bytes:
     """results.jsonl records of succeeded rows. The result, fields and seconds are JSON already:
-    spliced in, never decoded and encoded again. Pages whose names need no escaping (nearly all)
-    are joined by Arrow without a Python object per value."""
+    spliced in, never decoded and encoded again. Pages whose names need no escaping, and whose
+    rows all have fields or none do (nearly all), are joined by Arrow without a Python object per
+    value; others (and a stream's items, whose latency is worked out) go row by row."""
     names = [ok.column(c) for c in ("id", "input", "worker")]
     plain = not any(pc.any(pc.match_substring_regex(c, _ESCAPED)).as_py() for c in names)
-    if plain and not pc.any(pc.not_equal(ok.column("meta"), "")).as_py() and not started.null_count:
+    meta = ok.column("meta")
+    with_meta = pc.not_equal(meta, "")
+    every, some = pc.all(with_meta).as_py(), pc.any(with_meta).as_py()
+    streamed = some and pc.any(pc.match_substring(meta, "enqueued_at")).as_py()
+    if plain and not streamed and not started.null_count and (every or not some):
         seconds = pc.if_else(pc.equal(ok.column("seconds"), ""), "{}", ok.column("seconds"))
+        fields = ['","meta":', meta, ',"result":'] if every else ['","result":']
         pieces = [
-            '{"id":"', ok.column("id"), '","input":"', ok.column("input"), '","result":', ok.column("result"),
+            '{"id":"', ok.column("id"), '","input":"', ok.column("input"), *fields, ok.column("result"),
             ',"attempts":', pc.cast(ok.column("attempts"), pa.string()), ',"worker":"', ok.column("worker"),
             '","started":"', started, '","finished":"', finished, '","seconds":', seconds, "}",
         ]  # fmt: skip

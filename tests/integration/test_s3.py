@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import socket
+import subprocess
+import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -35,15 +38,28 @@ def shout(item):
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on a free loopback port for this module, its endpoint and credentials in
-    the environment (worker processes inherit them; fsspec caches filesystems per process)."""
-    from moto.server import ThreadedMotoServer
+    the environment (worker processes inherit them; fsspec caches filesystems per process).
 
+    The server runs in a process of its own: run on a thread here, the files it leaves for the
+    garbage collector warned (as errors) in whichever test happened to be running."""
     pytest.importorskip("s3fs")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, "the moto server exited"
+            assert time.monotonic() < deadline, "the moto server did not start"
+            time.sleep(0.1)
     endpoint = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {
@@ -52,7 +68,8 @@ def s3_endpoint() -> Iterator[str]:
         }.items():  # fmt: skip
             patch.setenv(name, value)
         yield endpoint
-    server.stop()
+    server.terminate()
+    server.wait(10)
 
 
 @pytest.fixture

@@ -195,3 +195,34 @@ def test_kept_counts_follow_every_kind_of_write(ledger: Ledger) -> None:
     assert ledger.counts(job.id) == _counted(ledger, job) == {"pending": 3, "succeeded": 3, "failed": 2, "cancelled": 0}
     assert ledger.cancel(job.id) == 3
     assert ledger.counts(job.id) == _counted(ledger, job) == {"pending": 0, "succeeded": 3, "failed": 2, "cancelled": 3}
+
+
+def test_results_lines_are_the_same_whichever_way_they_are_joined() -> None:
+    """Arrow joins most pages of results.jsonl without a Python object a value; the row-by-row
+    way (names that need escaping, mixed pages, streams) must write the same records."""
+    import numpy as np
+    import pyarrow as pa
+
+    from shoal.outputs import _iso, _jsonl, _jsonl_slowly
+
+    ok = pa.RecordBatch.from_pydict(
+        {
+            "id": ["a-1", "b-2"],
+            "input": ["rows.csv:2", "rows.csv:3"],
+            "meta": ['{"n":"1","label":"x"}', '{"n":"2","label":"y"}'],
+            "result": ['{"twice":2}', '{"twice":4,"deep":{"k":[1,2]}}'],
+            "seconds": ['{"s":0.5}', ""],
+            "attempts": pa.array([1, 2], pa.int64()),
+            "worker": ["host:1", "host:2"],
+            "finished_at": [2.0, 3.0],
+        }
+    )
+    started, finished = _iso(np.array([1.5, 2.5])), _iso(np.array([2.0, 3.0]))
+    fast = [json.loads(line) for line in _jsonl(ok, started, finished).decode().splitlines()]
+    slow = [
+        json.loads(line)
+        for line in _jsonl_slowly(ok.to_pydict(), started.to_pylist(), finished.to_pylist()).splitlines()
+    ]
+    assert fast == slow
+    assert fast[1]["meta"] == {"n": "2", "label": "y"}
+    assert fast[1]["seconds"] == {}

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import RowMapping
 
 from shoal.outputs import utc
 from shoal.report._sample import Sample
-from shoal.report.scan import Page
+from shoal.report.scan import Page, mask
 from shoal.store import JobRecord
 
 
@@ -142,15 +143,16 @@ class _Ids:
 
 
 def _latencies(page: Page, chosen: np.ndarray[Any, Any]) -> list[float]:
-    """Sent-to-done seconds of a stream's items (their fields say when they were sent)."""
+    """Sent-to-done seconds of a stream's items (their fields say when they were sent); only rows
+    whose fields mention it are looked at one by one."""
+    metas = page.text("meta").take(pa.array(chosen))
+    sent = np.flatnonzero(mask(pc.match_substring(metas, "enqueued_at")))
     found = []
-    metas = page.text("meta")
-    for i in chosen:
-        meta, finished = metas[int(i)].as_py(), page.finished[i]
-        if meta and "enqueued_at" in meta and not np.isnan(finished):
-            enqueued = orjson.loads(meta).get("enqueued_at")
-            if isinstance(enqueued, int | float):
-                found.append(float(finished) - enqueued)
+    for k in sent:
+        enqueued = orjson.loads(metas[int(k)].as_py()).get("enqueued_at")
+        finished = page.finished[chosen[k]]
+        if isinstance(enqueued, int | float) and not np.isnan(finished):
+            found.append(float(finished) - enqueued)
     return found
 
 
