@@ -108,6 +108,20 @@ class Database:
         self.made.append(database)
         return self.server.rsplit("/", 1)[0] + f"/{database}"
 
+    def drop(self) -> None:
+        """Drop the PostgreSQL databases this run made (a SQLite ledger stays in --work)."""
+        if self.server is None or not self.made:
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(
+            self.server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            for database in self.made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
     def megabytes(self, url: str) -> float:
         if url.startswith("sqlite:///"):
             path = url.removeprefix("sqlite:///")
@@ -271,6 +285,7 @@ def main() -> None:
     served = service(large_run["job"], large_run["db"], large_run["home"], args.items, project)
     figures |= {f"{key}_{big}": round(value, 2) for key, value in served.items()}
     figures["ledger_mb_per_m_items"] = round(databases.megabytes(large_run["db"]) / (args.items / 1e6), 1)
+    databases.drop()
     print(json.dumps(figures))
 
 

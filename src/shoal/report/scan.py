@@ -26,7 +26,8 @@ from shoal.errors import MissingDependencyError, StorageError
 from shoal.store import JobRecord, Ledger
 from shoal.store.schema import item_key
 
-PAGE = 20_000  #: rows a page holds (SQLite; PostgreSQL sends batches of its own size)
+PAGE = 20_000  #: rows a page holds (SQLite)
+BATCH_BYTES = 4 << 20  #: bytes a page holds (PostgreSQL)
 _TEXT = ("id", "status", "input", "meta", "result", "seconds", "worker", "error_stage", "error_type", "error_message")
 #: every column typed the same on every page: NULL text is '', a NULL time is -1
 _SELECT = (
@@ -158,11 +159,14 @@ def batches(ledger: Ledger, job: JobRecord) -> Iterator[pa.RecordBatch]:
         yield from _from_sqlite(url.database or ":memory:", sql)
         return
     try:
+        import adbc_driver_postgresql
         import adbc_driver_postgresql.dbapi as postgresql
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "adbc-driver-postgresql", "postgres") from None
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with postgresql.connect(uri) as connection, connection.cursor() as cursor:
+        hint = {adbc_driver_postgresql.StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(BATCH_BYTES)}
+        cursor.adbc_statement.set_options(**hint)  # pages of about SQLite's size, not the driver's 16 MB
         cursor.execute(sql)
         for batch in cursor.fetch_record_batch():
             if batch.num_rows:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -38,6 +39,7 @@ from shoal.store.rows import STATUS, insert_items, update_items
 from shoal.store.schema import events, items, jobs, of_job, runs, unfinished
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
+ANALYSE_FIRST = 10_000  #: item rows written before PostgreSQL's statistics are first renewed
 HEARTBEAT_STALE = 15.0  #: seconds without a heartbeat after which a job's owner is presumed dead
 _PAGE = 5000
 
@@ -93,6 +95,8 @@ class Ledger:
         except OperationalError as exc:
             raise ConfigError(f"cannot open the ledger at {_safe(url)}: {exc.orig}") from None
         self._insert = insert_items(self.engine)
+        self._written = 0  #: item rows this process inserted
+        self._analyse_at = ANALYSE_FIRST  #: rows written at which PostgreSQL's statistics are renewed next
         self._succeed = update_items(self.engine, succeeded=True)
         self._fail = update_items(self.engine, succeeded=False)
 
@@ -307,6 +311,19 @@ class Ledger:
             fence = [jobs.c.id == job_id] + ([jobs.c.owner == owner] if owner is not None else [])
             if not conn.execute(update(jobs).where(*fence).values(**job)).rowcount:
                 raise JobBusyError(f"job {job_id} was taken over by {self.owner_of(job_id)}; this run stops")
+        self._written += len(new)
+        if self._written >= self._analyse_at:
+            self._analyse()
+
+    def _analyse(self) -> None:
+        """Renew PostgreSQL's statistics of the items as a job grows (at 10k rows, then each time
+        four times as many): plans made while the table was small would scan millions of rows
+        per lookup, and a server with autovacuum off never renews them itself."""
+        self._analyse_at = self._written * 4
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE items"))
 
     def counts(self, job_id: str) -> dict[str, int]:
         """The job's items by status, as kept with the job: no item row is counted."""
