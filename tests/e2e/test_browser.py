@@ -152,8 +152,14 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
     assert "cannot play clip-mp4v.mp4" in page.text_content("#previews .unplayable")
     assert page.locator("#previews video").count() == 1
 
-    page.click("#previews .tile > a >> nth=0")  # the item link, not the download
-    page.wait_for_selector("#artifacts .unplayable")
+    with page.expect_navigation():
+        page.click("#previews .tile > a >> nth=0")  # the item link, not the download
+    assert "/items/" in page.url
+    try:
+        page.wait_for_selector("#artifacts .unplayable")
+    except Exception as error:  # say what the page showed instead
+        shown = page.evaluate("[document.querySelector('#flash')?.textContent, document.body.innerHTML]")
+        raise AssertionError(f"no note for the MP4 on {page.url}: {shown}") from error
     page.wait_for_function("document.querySelector('#artifacts video').videoWidth === 64")
     with page.expect_download() as download:
         page.click("#artifacts .unplayable a")

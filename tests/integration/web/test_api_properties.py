@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from tests.strategies import NAMES, NUMBERS, PATHS, RELATIVE
 from tests.web_server import LiveServer, wait_for_end
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("no_stray_workers"),
+    # The server runs in this process: botocore's retry backoff for an s3:// input (random.random()
+    # in fsspec's IO thread) moves the global random state while Hypothesis draws in this thread.
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
+]
 
 EXAMPLES = settings(
     max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
