@@ -15,6 +15,7 @@ them as JSON text), so the common case costs a single pass.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -86,6 +87,7 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: a team folder's readers need the umask's modes
         with os.fdopen(
             fd, mode, encoding=None if "b" in mode else "utf-8", newline="" if "b" not in mode else None
         ) as handle:
@@ -94,6 +96,16 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask: from /proc where it can be read without changing it (other threads
+    create files meanwhile), else by setting it and setting it straight back."""
+    with contextlib.suppress(OSError, StopIteration, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def export_results(ledger: Ledger, job_id: str, out: Path) -> None:

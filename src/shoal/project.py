@@ -58,7 +58,12 @@ def load_project(root: str | Path) -> Project:
 
 
 def locate(root: str | Path) -> Path:
+    """A project's folder: the folder given, or the one holding the pipeline.py given."""
     folder = Path(root).expanduser().resolve()
+    if folder.is_file() and folder.name == PIPELINE_FILE:
+        return folder.parent
+    if folder.is_file():
+        raise ProjectError(f"{root} is a file: pass the project's folder, the one holding {PIPELINE_FILE}")
     if not folder.is_dir():
         raise ProjectError(f"no project at {root}: expected a folder holding {PIPELINE_FILE}")
     if not (folder / PIPELINE_FILE).is_file():

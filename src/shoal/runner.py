@@ -23,6 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError, JobBusyError, RunFolderError
@@ -196,6 +199,39 @@ def writable(location: str) -> bool:
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
+def _check_folder_is_ours(out: Path, job: JobRecord, ledger: Ledger) -> None:
+    """Refuse a run folder that holds another job's results: writing there would replace them."""
+    try:
+        owner = json.loads((out / "job.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a new folder (or one without a readable job.json): nothing of another job's to lose
+    if isinstance(owner, dict) and owner.get("job_id") not in (None, job.id):
+        ledger.drop_unstarted(job.id)  # a job made just now for this folder: not left behind empty
+        raise RunFolderError(
+            f"the run folder {out} holds job {owner['job_id']} (ledger {_hidden(owner.get('db'))}), not job {job.id} "
+            f"of ledger {ledger.safe_url}: pass another --out, or run from where that ledger is (see shoal jobs)"
+        )
+
+
+def _hidden(url: Any) -> str:
+    """A ledger URL read from a file, without its password."""
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "?"
+
+
+def _remove_unstarted_folder(out: Path) -> None:
+    """Remove what a run that never started wrote (job.json, an empty logs folder), if that is all."""
+    if not is_local(out):
+        return
+    with contextlib.suppress(OSError):
+        (out / "job.json").unlink()
+        for folder in (out / "logs", out):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
 def execute(
     ledger: Ledger,
     plan: Plan,
@@ -216,6 +252,7 @@ def execute(
     with _run_folder(out):
         if is_local(out):
             out.mkdir(parents=True, exist_ok=True)
+        _check_folder_is_ours(out, job, ledger)
         with atomic_write(out / "job.json") as handle:
             json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
@@ -228,12 +265,16 @@ def execute(
         with contextlib.suppress(Exception):  # close what the observers opened (a metrics endpoint)
             stack.after_run(job, Progress(), "aborted")
         raise
+    own_engine = engine is None
     if engine is None:
         engine = create_engine(settings, project, log_dir=logs)
     try:
         engine.start()  # workers import the project while the run is recorded and inputs are opened
     except BaseException:
-        ledger.set_state(job.id, "interrupted")
+        if own_engine and ledger.drop_unstarted(job.id):  # a job that never ran leaves nothing behind
+            _remove_unstarted_folder(out)
+        else:
+            ledger.set_state(job.id, "interrupted")
         raise
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     feed = open_feed(plan.inputs, job, settings.limit, settings.policy)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,6 +84,67 @@ def test_missing_dependency_and_failing_setup_are_configuration_errors(home: Pat
         "setup() of stage 'Model' failed on worker " + result.stderr.split("worker ")[-1].strip()
     )
     assert "FileNotFoundError: weights.bin" in result.stderr
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["redis://127.0.0.1:{port}/0", "amqp://guest:hush@127.0.0.1:{port}//"])
+def test_a_broker_that_is_down_is_one_line_exit_2_and_leaves_no_job(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], scheme: str
+) -> None:
+    broker = scheme.format(port=_closed_port())
+    result = shoal_cli("run", str(make_project(ECHO)), "-i", str(inputs(3)), "--broker", broker, cwd=home)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"shoal: error: cannot reach the broker at {broker.replace(':hush@', ':***@')}")
+    assert "hush" not in result.stderr
+    assert "start it, or point --broker" in result.stderr
+    listed = shoal_cli("jobs", cwd=home)
+    assert "echo-" not in listed.stdout  # no empty "interrupted" job left behind
+    assert not list((home / "shoal-runs").glob("echo-*"))
+
+
+def test_a_run_folder_of_another_job_is_never_written_over(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    """The same command from another folder has another ledger: with the same --out it must not
+    replace the first job's results."""
+    project, listing, shared = make_project(ECHO), inputs(3), home / "shared-out"
+    (home / "first").mkdir()
+    (home / "second").mkdir()
+
+    def run_from(folder: str) -> subprocess.CompletedProcess[str]:  # ./shoal-runs: each folder its own ledger
+        env = {"SHOAL_HOME": str(home / folder / "shoal-runs")}
+        return shoal_cli("run", str(project), "-i", str(listing), "--out", str(shared), cwd=home / folder, env=env)
+
+    first = run_from("first")
+    assert first.returncode == 0, first.stderr
+    before = {path.name: path.read_bytes() for path in shared.iterdir() if path.is_file()}
+
+    second = run_from("second")
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1, second.stderr
+    assert f"the run folder {shared} holds job echo-" in second.stderr
+    assert "pass another --out" in second.stderr
+    assert {path.name: path.read_bytes() for path in shared.iterdir() if path.is_file()} == before
+    listed = shoal_cli("jobs", cwd=home, env={"SHOAL_HOME": str(home / "second" / "shoal-runs")})
+    assert "echo-" not in listed.stdout  # no empty job left in the second ledger
+
+
+def test_result_files_follow_the_umask(home: Path, make_project: MakeProject, inputs: Callable[[int], Path]) -> None:
+    """A team folder's readers can read a run's files: no file is made private behind the umask's back."""
+    command = [sys.executable, "-m", "shoal", "run", str(make_project(ECHO)), "-i", str(inputs(3))]
+    result = subprocess.run(["sh", "-c", 'umask 027 && exec "$@"', "sh", *command], cwd=home, capture_output=True)
+    assert result.returncode == 0, result.stderr
+    out = next((home / "shoal-runs").glob("echo-*"))
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir() if path.is_file()}
+    assert {"job.json", "results.jsonl", "performance.txt", "runtime.png"} <= set(modes)
+    assert set(modes.values()) == {0o640}, modes
 
 
 def test_run_prints_progress_and_summary_then_jobs_and_report(

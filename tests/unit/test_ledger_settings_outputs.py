@@ -141,8 +141,10 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
     assert report["item_seconds"]["min_item"] == "i0"
     assert report["errors"] == {"CorruptInputError": 1}
     text = (out / "performance.txt").read_text()
-    for words in ("succeeded       3", "max             0.7000  (i2)", "speedup", "efficiency", "workers         2"):
+    for words in ("succeeded       3", "max             700 ms  (i2)", "speedup", "efficiency", "workers         2"):
         assert words in text
+    assert "  CorruptInputError  1\n" in text  # the count apart from the name
+    assert "is mostly start-up: its speedup and efficiency say little" in text  # a job of about a second
     assert (out / "runtime.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "throughput.png").read_bytes()[:4] == b"\x89PNG"
     export_results(ledger, job.id, out)  # idempotent: the same files again

@@ -115,7 +115,14 @@ def test_a_batch_that_raises_fails_every_member_as_one_batch(make_project: MakeP
     [
         ("return [{}]", "batch stage 'bad' returned 1 results for 2 items"),
         ("return {}", "batch stage 'bad' returned a dict, not a list"),
-        ("return [{'x': object()}, {}]", "result is not JSON-serialisable"),
+        ("return [{'x': object()}, {}]", "stage 'bad' returned a result JSON cannot hold as it is: ['x'] is of type"),
+        ("return [{'x': float('nan')}, {}]", "['x'] is nan"),
+        ("return [{'x': {'y': [1.0, float('-inf')]}}, {}]", "['x']['y'][1] is -inf"),
+        ("import numpy as np\n    return [{'x': np.array([[0.5, np.nan]])}, {}]", "['x'][0][1] is nan"),
+        ("import numpy as np\n    return [{'x': np.float32('inf')}, {}]", "['x'] is inf"),
+        ("return [{'labels': {'cat', 'dog'}}, {}]", "['labels'] is a set, which JSON would store as a list"),
+        ("return [{'by_class': {1: 0.5}}, {}]", "['by_class'] has a key 1 that is not a string"),
+        ("return [float('nan'), {}]", "['bad'] is nan"),
     ],
 )
 def test_results_shoal_cannot_record_fail_clearly(
@@ -126,6 +133,34 @@ def test_results_shoal_cannot_record_fail_clearly(
     report = _runtime(project, tmp_path / "out").run(_items(tmp_path / "in", {"a": "1", "b": "2"}))
     assert message in report.failed[0]["error"]["message"]
     assert report.failed[0]["error"]["retry"] is False
+
+
+def test_results_are_recorded_exactly_as_returned(make_project: MakeProject, tmp_path: Path) -> None:
+    """What converts without loss is kept; a bare value is stored under its stage's name."""
+    project = make_project(
+        """
+        import datetime, pathlib
+        import numpy as np
+        import shoal
+        pipeline = shoal.Pipeline("exact")
+
+        @pipeline.stage()
+        def count(item):
+            return 42
+
+        @pipeline.stage()
+        def describe(item):
+            return {
+                "mean": np.float32(0.25), "hist": np.array([1, 2]), "pair": (1, "a"),
+                "where": pathlib.Path("/a/b"), "when": datetime.date(2026, 1, 2), "none": None,
+            }
+        """
+    )
+    report = _runtime(project, tmp_path / "out").run(_items(tmp_path / "in", {"a": "1"}))
+    assert not report.failed
+    assert json.loads(report.ok[0][1]) == {
+        "count": 42, "mean": 0.25, "hist": [1, 2], "pair": [1, "a"], "where": "/a/b", "when": "2026-01-02", "none": None
+    }  # fmt: skip
 
 
 def test_workers_refuse_code_of_another_version(make_project: MakeProject, tmp_path: Path) -> None:
@@ -176,6 +211,14 @@ def test_fingerprint_follows_code_not_data(make_project: MakeProject) -> None:
 def test_project_errors_name_the_file_and_the_fix(make_project: MakeProject, code: str, message: str) -> None:
     with pytest.raises(ProjectError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_project(make_project(code))
+
+
+def test_a_project_may_be_named_by_its_pipeline_file(make_project: MakeProject) -> None:
+    project = make_project(STAGES)
+    assert load_project(project / "pipeline.py").root == load_project(project).root == project.resolve()
+    (project / "helpers.py").write_text("X = 1\n")
+    with pytest.raises(ProjectError, match=r"helpers.py is a file: pass the project's folder, the one holding"):
+        load_project(project / "helpers.py")
 
 
 def test_stage_declarations_are_checked() -> None:

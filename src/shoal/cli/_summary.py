@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from shoal.report.stats import span
 from shoal.store import Ledger
 
 SHOWN_FAILURES = 10
@@ -30,13 +31,13 @@ def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[st
     table.add_row(
         "time",
         f"wall {timing['wall_s']:.2f} s, {_n(timing['items_per_s'])} items/s, speedup {_n(timing['speedup'])}x "
-        f"on {timing['workers']} workers (efficiency {_n(timing['efficiency'])}), start-up {_n(timing['startup_s'])} s",
+        f"on {timing['workers']} workers (efficiency {_n(timing['efficiency'])}), start-up {span(timing['startup_s'])}",
     )
     if dist["count"]:
         table.add_row(
-            "item seconds",
-            f"mean {dist['mean']:.3f}, p50 {dist['p50']:.3f}, p95 {dist['p95']:.3f}, "
-            f"min {dist['min']:.3f} ({dist['min_item']}), max {dist['max']:.3f} ({dist['max_item']})",
+            "item time",
+            f"mean {span(dist['mean'])}, p50 {span(dist['p50'])}, p95 {span(dist['p95'])}, "
+            f"min {span(dist['min'])} ({dist['min_item']}), max {span(dist['max'])} ({dist['max_item']})",
         )
     table.add_row("run folder", str(out))
     table.add_row("report", f"{out / 'performance.txt'}, runtime.png, throughput.png")

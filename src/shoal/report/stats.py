@@ -22,6 +22,9 @@ from shoal.report._sample import Sample
 from shoal.report.scan import Page, mask
 from shoal.store import JobRecord
 
+#: a job shorter than this is mostly start-up: its speedup and efficiency are noted as such
+SHORT_JOB_S = 5.0
+
 
 class Figures:
     """What a report says about a job, gathered a page of rows at a time."""
@@ -170,48 +173,64 @@ def performance_text(report: dict[str, Any]) -> str:
         f"  pending         {items['pending']}",
         f"  duplicates      {items['duplicates']}  (repeated inputs, processed once)",
         "",
-        "item seconds (sum of stage times per succeeded item)",
+        "item time (sum of stage times per succeeded item)",
     ]
     if dist["count"]:
         lines += [
-            f"  mean            {dist['mean']:.4f}",
-            f"  min             {dist['min']:.4f}  ({dist['min_item']})",
-            f"  max             {dist['max']:.4f}  ({dist['max_item']})",
-            f"  p50             {dist['p50']:.4f}",
-            f"  p95             {dist['p95']:.4f}",
+            f"  mean            {span(dist['mean'])}",
+            f"  min             {span(dist['min'])}  ({dist['min_item']})",
+            f"  max             {span(dist['max'])}  ({dist['max_item']})",
+            f"  p50             {span(dist['p50'])}",
+            f"  p95             {span(dist['p95'])}",
         ]
         if "sampled" in dist:
             lines.append(f"  (percentiles from a uniform sample of {dist['sampled']:,} of the {dist['count']:,} items)")
     else:
         lines.append("  no item ran")
+    short = timing["wall_s"] < SHORT_JOB_S
     lines += [
         "",
         "time",
-        f"  wall            {timing['wall_s']:.3f} s",
-        f"  serial estimate {timing['serial_s']:.3f} s  (summed item time)",
+        f"  wall            {span(timing['wall_s'])}",
+        f"  serial estimate {span(timing['serial_s'])}  (summed item time)",
         f"  speedup         {_num(timing['speedup'], 'x')}",
         f"  efficiency      {_num(timing['efficiency'])}  (speedup / workers)",
+    ]
+    if short:
+        lines.append(f"  (a job under {SHORT_JOB_S:.0f} s is mostly start-up: its speedup and efficiency say little)")
+    lines += [
         f"  workers         {timing['workers']}",
-        f"  start-up        {_num(timing['startup_s'], ' s')}  (run start to first worker ready)",
-        f"  first item      {_num(timing['first_item_s'], ' s')}  (run start to first item done)",
+        f"  start-up        {span(timing['startup_s'])}  (run start to first worker ready)",
+        f"  first item      {span(timing['first_item_s'])}  (run start to first item done)",
         f"  throughput      {_num(timing['items_per_s'], ' items/s')}",
     ]
     latency = report.get("latency_seconds", {})
     if latency.get("count"):
         lines += [
             "",
-            "end-to-end latency of streamed items (sent to done, seconds)",
-            f"  p50 {latency['p50']:.3f}   p95 {latency['p95']:.3f}   p99 {latency['p99']:.3f}"
-            f"   max {latency['max']:.3f}",
+            "end-to-end latency of streamed items (sent to done)",
+            f"  p50 {span(latency['p50'])}   p95 {span(latency['p95'])}   p99 {span(latency['p99'])}"
+            f"   max {span(latency['max'])}",
         ]
     if report["stages"]:
-        lines += ["", "stages (mean / p95 / total seconds)"]
+        lines += ["", "stages (mean / p95 / total)"]
         width = max(len(n) for n in report["stages"])
         for name, s in report["stages"].items():
-            lines.append(f"  {name:<{width}}  {s['mean']:.4f} / {s['p95']:.4f} / {s['total']:.2f}")
+            lines.append(f"  {name:<{width}}  {span(s['mean'])} / {span(s['p95'])} / {span(s['total'])}")
     if report["errors"]:
-        lines += ["", "failures by type"] + [f"  {kind:<16}{n}" for kind, n in report["errors"].items()]
+        width = max(len(kind) for kind in report["errors"])
+        lines += ["", "failures by type"] + [f"  {kind:<{width}}  {n}" for kind, n in report["errors"].items()]
     return "\n".join(lines) + "\n"
+
+
+def span(seconds: float | None) -> str:
+    """A duration in the unit that shows it: 1.234 s, 12.3 ms, 85 µs."""
+    if seconds is None:
+        return "n/a"
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.3f} s"
+    value, unit = (seconds * 1000, "ms") if seconds >= 0.001 else (seconds * 1e6, "µs")
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}" if value >= 10 else f"{value:.2f} {unit}"
 
 
 def _num(value: float | None, unit: str = "") -> str:

@@ -22,7 +22,9 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     create_engine,
+    delete,
     event,
+    exists,
     func,
     insert,
     or_,
@@ -188,6 +190,21 @@ class Ledger:
         with self._begin() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(out=out, updated_at=time.time()))
         return self.get_job(job_id)
+
+    def drop_unstarted(self, job_id: str) -> bool:
+        """Remove a job that never ran and holds nothing (its first run could not start): a failed
+        start should leave no empty job behind. False, and nothing removed, if it has items or runs."""
+        num = self._num(job_id)
+        with self._begin() as conn:
+            gone = conn.execute(
+                delete(jobs).where(
+                    jobs.c.id == job_id,
+                    ~exists(select(items.c.key).where(*of_job(num))),
+                    ~exists(select(runs.c.number).where(runs.c.job_id == job_id)),
+                )
+            ).rowcount
+        self._nums.pop(job_id, None)
+        return bool(gone)
 
     def owner_of(self, job_id: str) -> str | None:
         with self.engine.connect() as conn:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shoal._json import dumps
+from shoal._json import dumps, inexact
 from shoal.access import ReadPolicy
 from shoal.errors import FingerprintMismatchError, StageResultError, WorkerStartError
 from shoal.item import Item
@@ -205,6 +205,12 @@ def _apply(item: Item, stage: str, out: Any) -> BaseException | None:
     if isinstance(out, BaseException):
         return out
     record = {} if out is None else out if isinstance(out, dict) else {stage: out}
+    problem = inexact(record)
+    if problem:
+        return StageResultError(
+            f"stage {stage!r} returned a result JSON cannot hold as it is: {problem}. "
+            "Return finite numbers, strings, lists and dicts with string keys (None for a missing value)"
+        )
     item.results[stage] = record
     item.result.update(record)
     return None

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from kombu.exceptions import OperationalError
+
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
 from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.results import ResultWatch
@@ -85,10 +87,16 @@ class CeleryEngine:
         self._app = make_app(self.broker_url)
         self._results = ResultWatch(self._app)
         deadline = time.monotonic() + self.discover_timeout
-        found = self._discover(first=True) or self._discover()
-        while not found and time.monotonic() < deadline:
-            time.sleep(0.5)
-            found = self._discover()
+        try:
+            found = self._discover(first=True) or self._discover()
+            while not found and time.monotonic() < deadline:
+                time.sleep(0.5)
+                found = self._discover()
+        except (OperationalError, OSError) as exc:  # nothing was sent: a configuration error, not a crash
+            raise ConfigError(
+                f"cannot reach the broker at {_safe(self.broker_url)} ({exc}): start it, or point --broker "
+                "(or SHOAL_BROKER_URL) at one that runs; without --broker, shoal runs on this machine"
+            ) from None
         if not self._threads:
             raise ConfigError(self._no_workers_message())
         for name, info in self._others:  # not an error: other pools may serve other code
@@ -281,8 +289,8 @@ class CeleryEngine:
                 f"{versions}. Deploy this code and restart the workers: shoal worker PROJECT --broker URL"
             )
         return (
-            f"no shoal worker is listening on {self.broker_url}: start one on each machine with "
-            f"`shoal worker PROJECT --broker {self.broker_url}`"
+            f"no shoal worker is listening on {_safe(self.broker_url)}: start one on each machine with "
+            f"`shoal worker PROJECT --broker {_safe(self.broker_url)}`"
         )
 
 
