@@ -79,6 +79,7 @@ class Coordinator:
         middleware: Middleware | None = None,
         settle_s: float = 5.0,
         owner: str | None = None,
+        retry: bool = False,
     ) -> None:
         self.ledger, self.job, self.engine, self.spec = ledger, job, engine, spec
         self.stage_names = [s.name for s in pipeline.stages]
@@ -86,6 +87,7 @@ class Coordinator:
         self.policy = policy
         self.middleware = middleware or Middleware()
         self.settle_s = settle_s
+        self.retry = retry  #: a retry of failed items: each gets its retries again, counted from now
         self._source = feed  #: kept after it ends, to acknowledge the last entries
         self._feed: Feed | None = None if job.ingested else feed  #: None once every entry has been read
         self._next_seq = job.entries
@@ -243,6 +245,8 @@ class Coordinator:
         self._resume_after = rows[-1]["seq"]
         for row in rows:
             wire: WireItem = {"id": row["id"], "uri": row["uri"], "attempt": row["attempts"] + 1}
+            if self.retry:
+                wire["first"] = wire["attempt"]  # attempts go on counting; the retries start again here
             if row["input"] != row["uri"]:
                 wire["input"] = row["input"]
             if row["meta"] is not None:
@@ -401,7 +405,7 @@ class Coordinator:
             self._isolate(wire, worker)
             return
         attempt = wire.get("attempt", 1)
-        final = attempt > self.policy.retries or error.get("retry") is False
+        final = attempt - wire.get("first", 1) >= self.policy.retries or error.get("retry") is False
         timing = timing or {}
         times = {
             "worker": worker,

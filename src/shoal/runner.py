@@ -70,6 +70,7 @@ class Plan:
     inputs: list[str]
     job: JobRecord
     resumed: bool  #: an unfinished job from an earlier run is continued
+    retry: bool = False  #: a retry of the job's failed items, each with its retries again
 
 
 def run(
@@ -100,6 +101,47 @@ def run(
                 time.sleep(WAIT_POLL_S)  # another process runs it: look again until it is done or free
     finally:
         ledger.close()
+
+
+def retry(
+    job_id: str,
+    *,
+    db_url: str,
+    flags: dict[str, Any] | None = None,
+    same_code: bool = False,
+    middleware: Sequence[Middleware] = (),
+    report: bool = True,
+) -> RunResult:
+    """Run a job's failed items again, and only those, with the project's current code: the new
+    attempts are recorded on the same items (GNU parallel's --resume-failed).
+
+    ``same_code``: refuse if the code changed since the job ran, rather than retry with the new one.
+    """
+    ledger = Ledger(db_url)
+    try:
+        job = ledger.get_job(job_id)
+        project = load_project(job.project)
+        if same_code and project.fingerprint != job.fingerprint:
+            raise ConfigError(
+                f"the code of {job.project} changed since job {job.id} ran (version {job.fingerprint}, now "
+                f"{project.fingerprint}): retry without --same-code to run its failed items with the new code"
+            )
+        plan = retry_plan(ledger, job, project, {**json.loads(job.options), **(flags or {}), "db_url": db_url})
+        return execute(ledger, plan, middleware=middleware, report=report)
+    finally:
+        ledger.close()
+
+
+def retry_plan(ledger: Ledger, job: JobRecord, project: Project, flags: dict[str, Any]) -> Plan:
+    """Requeue a finished job's failed items (with ``project``'s code) and plan the run of them."""
+    if project.pipeline.name != job.pipeline:
+        raise ConfigError(f"{job.project} now defines pipeline {project.pipeline.name!r}, not {job.pipeline!r}")
+    if not job.failed:
+        raise ConfigError(f"job {job.id} has no failed items to retry ({job.state})")
+    inputs = json.loads(job.inputs)
+    settings = settings_for(project, inputs, flags)
+    ledger.requeue_failed(job.id, project.fingerprint)
+    return Plan(project, settings, inputs, ledger.get_job(job.id), resumed=True, retry=True)
 
 
 def _finished(ledger: Ledger, job: JobRecord, report: bool) -> RunResult:
@@ -289,6 +331,7 @@ def execute(
         middleware=stack,
         settle_s=settings.settle,
         owner=owner,
+        retry=plan.retry,
     )
     if on_start is not None:
         on_start(coordinator)

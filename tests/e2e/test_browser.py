@@ -170,3 +170,48 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
     page.reload()
     page.wait_for_function("document.querySelectorAll('#artifacts .unplayable').length === 2")
     assert "Could not load clip.webm: HTTP 404" in page.text_content("#artifacts")
+
+
+PICKY = """
+import shoal
+pipeline = shoal.Pipeline("picky")
+
+@pipeline.stage()
+def check(item):
+    text = item.read_text().strip()
+    if text == "bad":
+        raise ValueError(f"{item.input} holds a bad row")
+    return {"text": text}
+"""
+
+
+def test_the_retry_button_runs_the_failed_items_again(
+    serve: Callable[..., LiveServer], page: Any, tmp_path: Path
+) -> None:
+    project = tmp_path / "picky"
+    project.mkdir()
+    (project / "pipeline.py").write_text(PICKY)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, text in enumerate(["a", "bad", "c"]):
+        (data / f"row-{i}.txt").write_text(text + "\n")
+    server = serve(projects=[project])
+    with server.client() as http:
+        job_id = http.post(
+            "/api/v1/jobs", json={"pipeline": "picky", "inputs": [str(data)], "options": {"retries": 0}}
+        ).json()["id"]
+    page.goto(f"{server.url}/jobs/{job_id}")
+    page.wait_for_selector("body[data-finished='1']", timeout=120_000)
+    assert page.text_content("#state") == "failed"
+    page.wait_for_selector("#retry:not([hidden])")
+    assert "holds a bad row" in page.text_content("#failed")
+
+    (data / "row-1.txt").write_text("b\n")  # the bad row fixed
+    with page.expect_navigation():  # the page reloads to follow the job again
+        page.click("#retry")
+    page.wait_for_selector("body[data-finished='1']", timeout=120_000)
+    page.wait_for_function("document.querySelector('#state').textContent === 'succeeded'")
+    assert page.text_content("#c-succeeded") == "3"
+    assert page.text_content("#c-failed") == "0"
+    assert page.locator("#retry").is_hidden()
+    assert page.locator("#failed-section").is_hidden()

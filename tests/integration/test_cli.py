@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import stat
 import subprocess
@@ -84,6 +85,23 @@ def test_missing_dependency_and_failing_setup_are_configuration_errors(home: Pat
         "setup() of stage 'Model' failed on worker " + result.stderr.split("worker ")[-1].strip()
     )
     assert "FileNotFoundError: weights.bin" in result.stderr
+
+
+def test_help_names_what_each_option_takes_and_version_prints(home: Path) -> None:
+    bare = shoal_cli(cwd=home)
+    assert bare.returncode == 0, bare.stderr  # no command: the help, not an error
+    assert "error" not in bare.stderr
+    for summary in ("run a project's pipeline over its inputs (resumes)", "create, list and revoke API tokens"):
+        assert summary in bare.stdout  # whole, not cut off
+    assert "..." not in bare.stdout.split("Commands:")[1]
+    run = shoal_cli("run", "--help", cwd=home)
+    for usage in ("PROJECT", "--input PATH_OR_URL", "--workers N", "--out DIR_OR_URL", "--timeout SECONDS", "--db URL"):
+        assert usage in run.stdout
+    assert "<list[str]>" not in run.stdout
+    assert "<str>" not in run.stdout
+    version = shoal_cli("--version", cwd=home)
+    assert version.returncode == 0
+    assert re.fullmatch(r"shoal \d+\.\d+\.\d+\S*\n", version.stdout)
 
 
 def _closed_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
@@ -27,23 +28,41 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from shoal.cli import feed, jobs, metrics, run, serve, submit, token, worker
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
 
-    app.command("run")(run.run_command)
-    app.command("feed")(feed.feed_command)
-    app.command("worker")(worker.worker_command)
-    app.command("jobs")(jobs.jobs_command)
-    app.command("report")(jobs.report_command)
-    app.add_typer(metrics.app)
-    app.command("serve")(serve.serve_command)
-    app.command("submit")(submit.submit_command)
-    app.add_typer(token.app, name="token")
+        print(f"shoal {version('shoal')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print shoal's version and exit")
+    ] = False,
+) -> None:
+    """Run a pipeline over every item of a dataset, on one machine or many, losing none."""
+
+
+def _register() -> None:
+    from shoal.cli import feed, jobs, metrics, retry, run, serve, submit, token, worker
+
+    app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
+    app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
+    app.command("feed", short_help="send items to a streaming job at a set rate")(feed.feed_command)
+    app.command("worker", short_help="serve a project's pipeline to runs over a broker")(worker.worker_command)
+    app.command("jobs", short_help="list jobs, newest first, and where their ledger is")(jobs.jobs_command)
+    app.command("report", short_help="reprint a job's summary, rebuild its files")(jobs.report_command)
+    app.add_typer(metrics.app, short_help="export Prometheus metrics, correlate them with runs")
+    app.command("serve", short_help="serve the web UI and REST API")(serve.serve_command)
+    app.command("submit", short_help="submit a job to a shoal server")(submit.submit_command)
+    app.add_typer(token.app, name="token", short_help="create, list and revoke API tokens")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every failure to one clear line and an exit code."""
-    args = sys.argv[1:] if argv is None else argv
+    args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # no command: the help, not an error
     debug = "--debug" in args
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="shoal: %(message)s")
     _register()

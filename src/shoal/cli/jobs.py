@@ -16,8 +16,8 @@ from shoal.errors import ConfigError
 from shoal.outputs import run_folder, utc
 from shoal.settings import default_db
 
-Target = Annotated[str, typer.Argument(help="a job id, or a run folder", show_default=False)]
-Limit = Annotated[int, typer.Option(help="how many jobs to show, newest first")]
+Target = Annotated[str, typer.Argument(metavar="JOB_OR_RUN_DIR", help="a job id, or a run folder", show_default=False)]
+Limit = Annotated[int, typer.Option(metavar="N", help="how many jobs to show, newest first")]
 
 
 def jobs_command(db: Db = None, limit: Limit = 30) -> int:
@@ -25,7 +25,7 @@ def jobs_command(db: Db = None, limit: Limit = 30) -> int:
     from shoal.store import Ledger
 
     ledger = Ledger(_url(db))
-    table = Table(title=f"jobs in {ledger.url}", title_justify="left")
+    table = Table(title=f"jobs in {ledger.safe_url}", title_justify="left")
     for column in ("job", "pipeline", "state", "succeeded", "failed", "total", "created", "run folder"):
         table.add_column(column, overflow="fold")
     try:

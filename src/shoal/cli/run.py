@@ -10,29 +10,57 @@ import typer
 from shoal.cli._console import stderr_console, stdout_console
 from shoal.middleware import Middleware
 
-Project = Annotated[Path, typer.Argument(help="project folder holding pipeline.py", show_default=False)]
+Project = Annotated[
+    Path,
+    typer.Argument(
+        metavar="PROJECT", help="project folder holding pipeline.py (or that pipeline.py)", show_default=False
+    ),
+]
 Inputs = Annotated[
     list[str] | None,
-    typer.Option("--input", "-i", help="folder, glob, file, list of URIs, CSV/JSONL, or URL; repeatable"),
+    typer.Option(
+        "--input", "-i", metavar="PATH_OR_URL", help="folder, glob, file, list of URIs, CSV/JSONL, or URL; repeatable"
+    ),
 ]
-Workers = Annotated[int | None, typer.Option("--workers", "-w", help="worker processes [default: CPU count]")]
+Workers = Annotated[
+    int | None, typer.Option("--workers", "-w", metavar="N", help="worker processes [default: CPU count]")
+]
 Out = Annotated[
     str | None,
-    typer.Option("--out", "-o", help="run folder, a path or s3://bucket/prefix [default: ./shoal-runs/JOB_ID]"),
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="DIR_OR_URL",
+        help="run folder, a path or s3://bucket/prefix [default: ./shoal-runs/JOB_ID]",
+    ),
 ]
-Retries = Annotated[int | None, typer.Option(help="attempts after the first failure [default: 2]")]
-Timeout = Annotated[float | None, typer.Option(help="seconds one item may take before its worker is replaced")]
-Limit = Annotated[int | None, typer.Option(help="process only the first N inputs")]
+Retries = Annotated[int | None, typer.Option(metavar="N", help="attempts after the first failure [default: 2]")]
+Timeout = Annotated[
+    float | None, typer.Option(metavar="SECONDS", help="seconds one item may take before its worker is replaced")
+]
+Limit = Annotated[int | None, typer.Option(metavar="N", help="process only the first N inputs")]
 New = Annotated[bool, typer.Option("--new", help="start a fresh job even if this one ran before")]
 Wait = Annotated[bool, typer.Option("--wait", help="if another process runs this job, wait for it instead of exiting")]
-Db = Annotated[str | None, typer.Option("--db", help="ledger database URL [env SHOAL_DB_URL]")]
-Engine = Annotated[str | None, typer.Option(help="local or celery [default: celery when --broker is given]")]
-Broker = Annotated[str | None, typer.Option(help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")]
-Queue = Annotated[str | None, typer.Option(help="queue name shared with `shoal worker` [default: shoal]")]
+Db = Annotated[str | None, typer.Option("--db", metavar="URL", help="ledger database URL [env SHOAL_DB_URL]")]
+Engine = Annotated[
+    str | None, typer.Option(metavar="local|celery", help="local or celery [default: celery when --broker is given]")
+]
+Broker = Annotated[
+    str | None, typer.Option(metavar="URL", help="redis:// or amqp:// broker URL [env SHOAL_BROKER_URL]")
+]
+Queue = Annotated[
+    str | None, typer.Option(metavar="NAME", help="queue name shared with `shoal worker` [default: shoal]")
+]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
-MetricsPort = Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port (0: any free one)")]
-MetricsHost = Annotated[str | None, typer.Option(help="address for --metrics-port [default: 127.0.0.1]")]
-MetricsLinger = Annotated[float | None, typer.Option(help="seconds /metrics stays up after the job ends")]
+MetricsPort = Annotated[
+    int | None, typer.Option(metavar="PORT", help="serve Prometheus metrics on this port (0: any free one)")
+]
+MetricsHost = Annotated[
+    str | None, typer.Option(metavar="ADDRESS", help="address for --metrics-port [default: 127.0.0.1]")
+]
+MetricsLinger = Annotated[
+    float | None, typer.Option(metavar="SECONDS", help="seconds /metrics stays up after the job ends")
+]
 
 
 def run_command(

@@ -10,26 +10,41 @@ import typer
 
 from shoal.cli.run import Db
 
-Host = Annotated[str, typer.Option(envvar="SHOAL_HOST", help="address to bind; any but loopback requires tokens")]
-Port = Annotated[int, typer.Option(envvar="SHOAL_PORT", help="port to listen on")]
-Engine = Annotated[str | None, typer.Option(help="engine for submitted jobs: local or celery [default: local]")]
-Broker = Annotated[str | None, typer.Option(help="broker URL for the celery engine [env SHOAL_BROKER_URL]")]
+Host = Annotated[
+    str, typer.Option(envvar="SHOAL_HOST", metavar="ADDRESS", help="address to bind; any but loopback requires tokens")
+]
+Port = Annotated[int, typer.Option(envvar="SHOAL_PORT", metavar="PORT", help="port to listen on")]
+Engine = Annotated[
+    str | None, typer.Option(metavar="local|celery", help="engine for submitted jobs: local or celery [default: local]")
+]
+Broker = Annotated[
+    str | None, typer.Option(metavar="URL", help="broker URL for the celery engine [env SHOAL_BROKER_URL]")
+]
 DataDir = Annotated[
     Path | None,
-    typer.Option(envvar="SHOAL_HOME", help="uploads, run folders and the default ledger [default: ./shoal-runs]"),
+    typer.Option(
+        envvar="SHOAL_HOME", metavar="DIR", help="uploads, run folders and the default ledger [default: ./shoal-runs]"
+    ),
 ]
-Projects = Annotated[list[Path] | None, typer.Option("--project", "-p", help="a project folder to serve; repeatable")]
-Workers = Annotated[int | None, typer.Option("--workers", "-w", help="workers per job [default: CPU count]")]
+Projects = Annotated[
+    list[Path] | None, typer.Option("--project", "-p", metavar="PROJECT", help="a project folder to serve; repeatable")
+]
+Workers = Annotated[
+    int | None, typer.Option("--workers", "-w", metavar="N", help="workers per job [default: CPU count]")
+]
 Auth = Annotated[bool, typer.Option("--auth", help="require a token even on a loopback address")]
-MaxUpload = Annotated[float | None, typer.Option(help="largest upload in MiB [default: 1024]")]
-MaxJobs = Annotated[int | None, typer.Option(help="jobs run at the same time, streaming jobs aside [default: 2]")]
-MaxStreams = Annotated[int | None, typer.Option(help="streaming jobs open at the same time [default: 8]")]
+MaxUpload = Annotated[float | None, typer.Option(metavar="MIB", help="largest upload in MiB [default: 1024]")]
+MaxJobs = Annotated[
+    int | None, typer.Option(metavar="N", help="jobs run at the same time, streaming jobs aside [default: 2]")
+]
+MaxStreams = Annotated[int | None, typer.Option(metavar="N", help="streaming jobs open at the same time [default: 8]")]
 StreamIdle = Annotated[
     float | None,
     typer.Option(help="close a streaming job after this many seconds without new items [default: never]"),
 ]
 Allow = Annotated[
-    list[Path] | None, typer.Option("--allow-path", help="a folder submitted inputs may name; repeatable")
+    list[Path] | None,
+    typer.Option("--allow-path", metavar="DIR", help="a folder submitted inputs may name; repeatable"),
 ]
 AllowedHosts = Annotated[
     list[str] | None,

@@ -10,9 +10,14 @@ import typer
 
 from shoal.cli.run import Inputs, Limit, New, Retries, Timeout
 
-Target = Annotated[str, typer.Argument(help="a pipeline name, or a project folder (its pipeline's name is used)")]
-Server = Annotated[str, typer.Option(envvar="SHOAL_SERVER", help="the server's URL")]
-Token = Annotated[str | None, typer.Option(envvar="SHOAL_TOKEN", help="an API token [env SHOAL_TOKEN]")]
+Target = Annotated[
+    str,
+    typer.Argument(
+        metavar="PIPELINE_OR_PROJECT", help="a pipeline name, or a project folder (its pipeline's name is used)"
+    ),
+]
+Server = Annotated[str, typer.Option(envvar="SHOAL_SERVER", metavar="URL", help="the server's URL")]
+Token = Annotated[str | None, typer.Option(envvar="SHOAL_TOKEN", metavar="TOKEN", help="an API token")]
 Wait = Annotated[bool, typer.Option("--wait", help="follow the job's progress until it ends")]
 Upload = Annotated[bool, typer.Option("--upload", help="upload the local input files instead of naming paths")]
 

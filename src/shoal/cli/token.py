@@ -12,7 +12,7 @@ from shoal.outputs import utc
 from shoal.settings import default_db
 
 app = typer.Typer(help="Manage API tokens for `shoal serve` (stored as hashes in the ledger).", no_args_is_help=True)
-Name = Annotated[str, typer.Argument(help="who or what the token is for", show_default=False)]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="who or what the token is for", show_default=False)]
 
 
 def _ledger(db: str | None):  # type: ignore[no-untyped-def]

@@ -11,18 +11,24 @@ import typer
 from shoal.cli.run import Project
 
 BrokerUrl = Annotated[
-    str | None, typer.Option("--broker", envvar="SHOAL_BROKER_URL", help="redis:// or amqp:// broker URL")
+    str | None,
+    typer.Option("--broker", envvar="SHOAL_BROKER_URL", metavar="URL", help="redis:// or amqp:// broker URL"),
 ]
-Concurrency = Annotated[int | None, typer.Option(help="items processed at once [default: CPU count]")]
-QueueName = Annotated[str, typer.Option("--queue", envvar="SHOAL_QUEUE", help="queue shared with `shoal run`")]
+Concurrency = Annotated[int | None, typer.Option(metavar="N", help="items processed at once [default: CPU count]")]
+QueueName = Annotated[
+    str, typer.Option("--queue", envvar="SHOAL_QUEUE", metavar="NAME", help="queue shared with `shoal run`")
+]
 LogDir = Annotated[
-    Path | None, typer.Option(help="where worker processes' output goes [default: ./shoal-runs/worker-logs]")
+    Path | None,
+    typer.Option(metavar="DIR", help="where worker processes' output goes [default: ./shoal-runs/worker-logs]"),
 ]
-LogLevel = Annotated[str, typer.Option(help="Celery log level")]
+LogLevel = Annotated[str, typer.Option(metavar="LEVEL", help="Celery log level")]
 MetricsPort = Annotated[
-    int | None, typer.Option(envvar="SHOAL_METRICS_PORT", help="serve Prometheus metrics on this port")
+    int | None, typer.Option(envvar="SHOAL_METRICS_PORT", metavar="PORT", help="serve Prometheus metrics on this port")
 ]
-MetricsHost = Annotated[str, typer.Option(envvar="SHOAL_METRICS_HOST", help="address the metrics endpoint binds")]
+MetricsHost = Annotated[
+    str, typer.Option(envvar="SHOAL_METRICS_HOST", metavar="ADDRESS", help="address the metrics endpoint binds")
+]
 
 
 def worker_command(

@@ -241,6 +241,29 @@ class Ledger:
             )
         return int(cancelled)
 
+    def requeue_failed(self, job_id: str, fingerprint: str) -> int:
+        """Make a job's failed items pending again, for a retry with the code ``fingerprint``;
+        returns how many. Refused (JobBusyError) while a run owns the job: the job is taken in
+        the same transaction, so no run can start or finish it halfway."""
+        now = time.time()
+        with self._begin() as conn:
+            taken = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.owner.is_(None))
+                .values(state="pending", finished_at=None, updated_at=now, fingerprint=fingerprint)
+            ).rowcount
+            if not taken:
+                raise JobBusyError(f"job {job_id} is running (held by {self.owner_of(job_id)}); retry it once it ends")
+            moved = conn.execute(
+                update(items).where(*unfinished(self._num(job_id), "failed")).values(status="pending")
+            ).rowcount
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(failed=jobs.c.failed - moved, pending=jobs.c.pending + moved)
+            )
+        return int(moved)
+
     # --- items -------------------------------------------------------------------------------
     def _num(self, job_id: str) -> int:
         if job_id not in self._nums:

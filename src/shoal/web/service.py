@@ -33,7 +33,7 @@ from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
 from shoal.outputs import run_folder
-from shoal.runner import Plan, execute, normalize_input, prepare, settings_for
+from shoal.runner import Plan, execute, normalize_input, prepare, retry_plan, settings_for
 from shoal.settings import RunSettings
 from shoal.sources import JOURNAL, is_stream, journal_path
 from shoal.sources.files import glob_root, has_glob, local_path
@@ -48,6 +48,7 @@ from shoal.web.warm import WarmEngines
 
 log = logging.getLogger("shoal.web")
 SWEEP_EVERY = 30.0  #: seconds between checks for idle engines to stop
+REPORT_WAIT_S = 30.0  #: how long a retry waits for a job that has just ended to write its report
 
 
 @dataclass
@@ -243,6 +244,27 @@ class JobService:
         self.ledger.cancel(job_id)
         return self._job(job_id)
 
+    def retry(self, job_id: str) -> JobRecord:
+        """Run a finished job's failed items again, with the code this server serves now."""
+        job = self._job(job_id)
+        deadline = time.monotonic() + REPORT_WAIT_S
+        while job.finished and job_id in self._running and time.monotonic() < deadline:
+            time.sleep(0.05)  # it has ended and is writing its report: a moment
+        if not job.finished or self.active(job_id):
+            raise JobStateError(f"job {job_id} is {job.state} here; only a finished job can be retried")
+        if not job.failed:
+            raise JobStateError(f"job {job_id} has no failed items to retry")
+        project = self.catalog.for_job(job.pipeline, job.project)
+        if project is None:
+            raise NotFoundError(f"this server does not serve pipeline {job.pipeline!r} from {job.project}")
+        try:
+            plan = retry_plan(self.ledger, job, project, self._run_flags(json.loads(job.options)))
+        except JobBusyError as exc:
+            raise JobStateError(str(exc)) from None
+        self._errors.pop(job_id, None)
+        self._enqueue(plan)
+        return plan.job
+
     def feed(self, job_id: str) -> Feed | None:
         """The live feed of a job running here now, if it is."""
         running = self._running.get(job_id)
@@ -382,10 +404,13 @@ class JobService:
         return job
 
     def _run_settings(self, project: Any, inputs: list[str], options: dict[str, Any]) -> RunSettings:
+        return settings_for(project, inputs or None, self._run_flags(options))
+
+    def _run_flags(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A job's options with this server's ledger, engine, workers and read policy."""
         server = self.settings
         flags = {**options, "db_url": self.ledger.url, "engine": server.engine, "broker_url": server.broker_url}
-        flags |= {"workers": server.workers, "read_roots": self._read_roots()}  # the server's read policy, job by job
-        return settings_for(project, inputs or None, flags)
+        return flags | {"workers": server.workers, "read_roots": self._read_roots()}  # the read policy, job by job
 
     def _resume_plan(self, job: JobRecord) -> Plan:
         project = self.catalog.for_job(job.pipeline, job.project)

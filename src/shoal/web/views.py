@@ -23,26 +23,37 @@ ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f != "artifacts")
 
 
 class JobViews:
-    """Builds JobPublic. A finished job never changes again, so its record and view are read once
-    and remembered (up to MEMORY jobs): status requests for it cost no database query."""
+    """Builds JobPublic. A finished job changes again only when retried, so its record and view are
+    remembered (up to MEMORY jobs) for REMEMBER_S seconds: a client polling it costs one query per
+    job that often, and a retry, here or from `shoal retry` elsewhere, shows within that time."""
 
     MEMORY = 10_000
+    REMEMBER_S = 2.0
 
     def __init__(self, ledger: Ledger, service: JobService) -> None:
         self.ledger, self.service = ledger, service
-        self._records: dict[str, tuple[JobRecord, JobPublic, bytes]] = {}  #: finished jobs, and their JSON
+        #: finished jobs: when read, the record, its view and the view as JSON
+        self._records: dict[str, tuple[float, JobRecord, JobPublic, bytes]] = {}
         self._lock = threading.Lock()
 
     def remembered(self, job_id: str) -> tuple[JobRecord, JobPublic, bytes] | None:
-        """A finished job's record, view and view as JSON, if already read."""
-        return self._records.get(job_id)
+        """A finished job's record, view and view as JSON, if read in the last REMEMBER_S seconds."""
+        found = self._records.get(job_id)
+        if found is None or time.monotonic() - found[0] > self.REMEMBER_S:
+            return None
+        return found[1:]
+
+    def forget(self, job_id: str) -> None:
+        """A job that changed (a retry): read it afresh."""
+        with self._lock:
+            self._records.pop(job_id, None)
 
     def find(self, job_id: str) -> JobRecord | None:
-        found = self._records.get(job_id)
+        found = self.remembered(job_id)
         return found[0] if found is not None else find_job(self.ledger, job_id)
 
     def one(self, job: JobRecord) -> JobPublic:
-        found = self._records.get(job.id)
+        found = self.remembered(job.id)
         if found is not None:
             return found[1]
         view = self.many([job])[0]
@@ -50,7 +61,7 @@ class JobViews:
             with self._lock:
                 if len(self._records) >= self.MEMORY:
                     self._records.clear()
-                self._records[job.id] = (job, view, view.model_dump_json().encode())
+                self._records[job.id] = (time.monotonic(), job, view, view.model_dump_json().encode())
         return view
 
     def many(self, jobs: list[JobRecord]) -> list[JobPublic]:

@@ -215,6 +215,7 @@ function jobPage() {
     badge.textContent = label;
     badge.className = "badge " + label;
     $("#cancel").hidden = ["succeeded", "failed", "cancelled"].includes(s);
+    if (!["succeeded", "failed", "cancelled"].includes(s)) $("#retry").hidden = true;
   }
   function render(job) {
     state(job.state, job.queued);
@@ -229,6 +230,7 @@ function jobPage() {
     err.hidden = !job.error;
     err.textContent = job.error || "";
     started = Date.now() - job.duration_s * 1000;
+    $("#retry").hidden = !(["succeeded", "failed", "cancelled"].includes(job.state) && job.counts.failed > 0);
   }
   async function failed() {
     const data = await api(`${base}/items?status=failed&size=${failedShown}`);
@@ -283,6 +285,12 @@ function jobPage() {
   $("#cancel").addEventListener("click", async () => {
     if (!confirm("Cancel this job? Items not finished will be cancelled.")) return;
     try { render(await api(base + "/cancel", { method: "POST" })); } catch (e) { flash(e.message); }
+  });
+  $("#retry").addEventListener("click", async () => {
+    try {
+      await api(base + "/retry", { method: "POST" });
+      location.reload(); // follow the job again from the start: its state, counts and events
+    } catch (e) { flash(e.message); }
   });
   $("#failed-more").addEventListener("click", () => { failedShown += 50; failed(); });
   $("#previews-more").addEventListener("click", () => { previewsShown += 24; previews(); });

@@ -1,4 +1,4 @@
-"""Jobs: submit (JSON or an upload), list, look at, cancel."""
+"""Jobs: submit (JSON or an upload), list, look at, cancel, retry."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ JOB_LINKS = {
         "list_items",
         "job_events",
         "cancel_job",
+        "retry_job",
         "append_items",
         "report",
         "results_csv",
@@ -185,3 +186,19 @@ async def get_job(job: JobDep, parts: PartsDep) -> Response:
 def cancel_job(job: JobDep, parts: PartsDep) -> JobPublic:
     """Stop the job now; its items not yet finished become cancelled."""
     return parts.views.one(parts.service.cancel(job.id))
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    summary="Retry a job's failed items",
+    responses={
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "the job is not finished, or has no failed items"},
+    },
+)
+def retry_job(job: JobDep, parts: PartsDep) -> JobPublic:
+    """Run the job's failed items again, and only those, with the code the server serves now; each
+    gets its retries again, and its new attempts are recorded on the same item."""
+    parts.views.forget(job.id)
+    return parts.views.one(parts.service.retry(job.id))

@@ -1,0 +1,55 @@
+"""`shoal retry JOB`: run a job's failed items again, and only those."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shoal.cli._console import stderr_console, stdout_console
+from shoal.cli.jobs import Target, _locate
+from shoal.cli.run import Broker, Db, Debug, Engine, Queue, Retries, Timeout, Workers
+from shoal.middleware import Middleware
+
+SameCode = Annotated[bool, typer.Option("--same-code", help="refuse if the project's code changed since the job ran")]
+
+
+def retry_command(
+    target: Target,
+    same_code: SameCode = False,
+    workers: Workers = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    db: Db = None,
+    engine: Engine = None,
+    broker: Broker = None,
+    queue: Queue = None,
+    debug: Debug = False,
+) -> int:
+    """Run a job's failed items again with the project's current code; its other items stand."""
+    from shoal.cli._progress import BarProgress, LineProgress
+    from shoal.cli._summary import print_summary
+    from shoal.runner import retry
+    from shoal.store import Ledger
+
+    job_id, url = _locate(target, db)
+    console = stderr_console()
+    progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
+    flags = {"workers": workers, "retries": retries, "timeout": timeout, "engine": engine, "broker_url": broker}
+    flags["queue"] = queue
+    result = retry(
+        job_id,
+        db_url=url,
+        flags={name: value for name, value in flags.items() if value is not None},
+        same_code=same_code,
+        middleware=[progress],
+    )
+    if result.state == "interrupted":
+        console.print(f"[yellow]interrupted[/]: `shoal retry {job_id}` or `shoal run` resumes it")
+    if result.report is not None:
+        ledger = Ledger(result.db)
+        try:
+            print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
+        finally:
+            ledger.close()
+    return result.exit_code

@@ -1,0 +1,66 @@
+"""POST /api/v1/jobs/{id}/retry: a finished job's failed items run again, and only those."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.web_server import LiveServer, wait_for_end
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
+
+PICKY = """
+import shoal
+pipeline = shoal.Pipeline("picky")
+
+@pipeline.stage()
+def check(item):
+    text = item.read_text().strip()
+    if text == "bad":
+        raise ValueError(f"{item.input} holds a bad row")
+    return {"text": text}
+"""
+
+
+def test_a_retried_job_runs_its_failed_items_again_and_ends_with_all_of_them(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    project = tmp_path / "picky"
+    project.mkdir()
+    (project / "pipeline.py").write_text(PICKY)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, text in enumerate(["a", "bad", "c", "bad"]):
+        (data / f"row-{i}.txt").write_text(text + "\n")
+    server = serve(projects=[project])
+    with server.client() as http:
+        job = http.post("/api/v1/jobs", json={"pipeline": "picky", "inputs": [str(data)], "options": {"retries": 0}})
+        job_id = job.json()["id"]
+        wait_for_end(http, job_id)
+        assert http.get(f"/api/v1/jobs/{job_id}").json()["counts"]["failed"] == 2
+
+        (data / "row-1.txt").write_text("b\n")
+        (data / "row-3.txt").write_text("d\n")
+        answer = http.post(f"/api/v1/jobs/{job_id}/retry")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["id"] == job_id
+        assert answer.json()["state"] in ("pending", "running")
+        assert answer.json()["counts"]["failed"] == 0
+        assert answer.json()["counts"]["pending"] == 2
+        assert wait_for_end(http, job_id)[-1][1]["state"] == "succeeded"
+
+        view = http.get(f"/api/v1/jobs/{job_id}").json()
+        assert view["state"] == "succeeded"
+        assert view["counts"] == {**view["counts"], "succeeded": 4, "failed": 0, "pending": 0}
+        rows = [json.loads(line) for line in http.get(f"/api/v1/jobs/{job_id}/results.jsonl").text.splitlines()]
+        assert sorted(r["result"]["text"] for r in rows) == ["a", "b", "c", "d"]  # each item once
+        assert sorted(r["attempts"] for r in rows) == [1, 1, 2, 2]
+        assert http.get("/api/v1/jobs").json()["total"] == 1  # the same job, not another
+
+        again = http.post(f"/api/v1/jobs/{job_id}/retry")
+        assert again.status_code == 409
+        assert "has no failed items to retry" in again.json()["detail"]
+        assert http.post("/api/v1/jobs/no-such-job/retry").status_code == 404
