@@ -52,7 +52,7 @@ def _register() -> None:
     app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
     app.command("feed", short_help="send items to a streaming job at a set rate")(feed.feed_command)
     app.command("worker", short_help="serve a project's pipeline to runs over a broker")(worker.worker_command)
-    app.command("jobs", short_help="list jobs, newest first, and where their ledger is")(jobs.jobs_command)
+    app.add_typer(jobs.app, name="jobs", short_help="list jobs, newest first; rm and prune remove them")
     app.command("report", short_help="reprint a job's summary, rebuild its files")(jobs.report_command)
     app.add_typer(metrics.app, short_help="export Prometheus metrics, correlate them with runs")
     app.command("serve", short_help="serve the web UI and REST API")(serve.serve_command)

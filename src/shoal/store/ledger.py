@@ -38,7 +38,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
 from shoal.store.migrate import migrate
 from shoal.store.rows import STATUS, insert_items, update_items
-from shoal.store.schema import events, items, jobs, of_job, runs, unfinished
+from shoal.store.schema import events, items, jobs, of_job, runs, submissions, unfinished
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
 ANALYSE_FIRST = 10_000  #: item rows written before PostgreSQL's statistics are first renewed
@@ -249,8 +249,8 @@ class Ledger:
         with self._begin() as conn:
             taken = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.owner.is_(None))
-                .values(state="pending", finished_at=None, updated_at=now, fingerprint=fingerprint)
+                .where(jobs.c.id == job_id, _unowned(now))
+                .values(state="pending", finished_at=None, updated_at=now, fingerprint=fingerprint, owner=None)
             ).rowcount
             if not taken:
                 raise JobBusyError(f"job {job_id} is running (held by {self.owner_of(job_id)}); retry it once it ends")
@@ -263,6 +263,30 @@ class Ledger:
                 .values(failed=jobs.c.failed - moved, pending=jobs.c.pending + moved)
             )
         return int(moved)
+
+    def delete_job(self, job_id: str) -> JobRecord:
+        """Remove a job and everything the ledger holds of it (items, runs, events, submission), in
+        one transaction; returns what it was. Refused (JobBusyError) while a run owns the job."""
+        job = self.get_job(job_id)
+        with self._begin() as conn:
+            if not conn.execute(delete(jobs).where(jobs.c.id == job_id, _unowned(time.time()))).rowcount:
+                raise JobBusyError(f"job {job_id} is running (held by {self.owner_of(job_id)}); stop it first")
+            conn.execute(delete(items).where(*of_job(job.num)))
+            for table in (runs, events, submissions):
+                conn.execute(delete(table).where(table.c.job_id == job_id))
+        self._nums.pop(job_id, None)
+        return job
+
+    def jobs_before(self, cutoff: float, limit: int = 1000) -> list[JobRecord]:
+        """Jobs not running whose last change is older than ``cutoff`` (a Unix time), oldest first."""
+        query = (
+            select(jobs)
+            .where(jobs.c.updated_at < cutoff, _unowned(time.time()))
+            .order_by(jobs.c.updated_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [JobRecord(**row) for row in conn.execute(query).mappings()]
 
     # --- items -------------------------------------------------------------------------------
     def _num(self, job_id: str) -> int:
@@ -481,3 +505,8 @@ def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _unowned(now: float) -> Any:
+    """No run holds the job: none ever claimed it, or its owner's heartbeat has gone stale."""
+    return or_(jobs.c.owner.is_(None), jobs.c.heartbeat_at.is_(None), jobs.c.heartbeat_at < now - HEARTBEAT_STALE)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.access import ReadPolicy
+from shoal.cleanup import Removed, remove_job
 from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
@@ -246,10 +247,7 @@ class JobService:
 
     def retry(self, job_id: str) -> JobRecord:
         """Run a finished job's failed items again, with the code this server serves now."""
-        job = self._job(job_id)
-        deadline = time.monotonic() + REPORT_WAIT_S
-        while job.finished and job_id in self._running and time.monotonic() < deadline:
-            time.sleep(0.05)  # it has ended and is writing its report: a moment
+        job = self._settled(job_id)
         if not job.finished or self.active(job_id):
             raise JobStateError(f"job {job_id} is {job.state} here; only a finished job can be retried")
         if not job.failed:
@@ -264,6 +262,27 @@ class JobService:
         self._errors.pop(job_id, None)
         self._enqueue(plan)
         return plan.job
+
+    def remove(self, job_id: str) -> Removed:
+        """Remove a job that is not queued or running here: its rows, run folder and uploads."""
+        self._settled(job_id)
+        with self._lock:
+            if self._here(job_id):
+                raise JobStateError(f"job {job_id} is queued or running here: cancel it first, then remove it")
+            try:
+                removed = remove_job(self.ledger, job_id)
+            except JobBusyError as exc:
+                raise JobStateError(str(exc)) from None
+        self._errors.pop(job_id, None)
+        return removed
+
+    def _settled(self, job_id: str) -> JobRecord:
+        """The job, once a run of it that has just ended here has written its report too."""
+        job = self._job(job_id)
+        deadline = time.monotonic() + REPORT_WAIT_S
+        while job.finished and job_id in self._running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return job
 
     def feed(self, job_id: str) -> Feed | None:
         """The live feed of a job running here now, if it is."""

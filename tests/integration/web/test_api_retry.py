@@ -64,3 +64,33 @@ def test_a_retried_job_runs_its_failed_items_again_and_ends_with_all_of_them(
         assert again.status_code == 409
         assert "has no failed items to retry" in again.json()["detail"]
         assert http.post("/api/v1/jobs/no-such-job/retry").status_code == 404
+
+
+def test_delete_removes_a_finished_job_with_its_files_and_refuses_a_queued_one(
+    serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path]
+) -> None:
+    server = serve(projects=[tool_project(sleep=0.5)], max_jobs=1)
+    with server.client() as http:
+        upload = http.post("/api/v1/jobs/upload", data={"pipeline": "tool"}, files=[("files", ("a.txt", b"abc"))])
+        assert upload.status_code == 202, upload.text
+        done = upload.json()["id"]
+        wait_for_end(http, done)
+        out = Path(http.get(f"/api/v1/jobs/{done}").json()["out"])
+        assert (out / "job.json").is_file()
+        uploaded = Path(http.get(f"/api/v1/jobs/{done}").json()["inputs"][0])
+        assert uploaded.exists()
+
+        busy = http.post("/api/v1/jobs", json={"pipeline": "tool", "inputs": [str(files(4))]}).json()["id"]
+        refused = http.delete(f"/api/v1/jobs/{busy}")
+        assert refused.status_code == 409, refused.text
+        assert "cancel it first" in refused.json()["detail"]
+
+        gone = http.delete(f"/api/v1/jobs/{done}")
+        assert gone.status_code == 204, gone.text
+        assert http.get(f"/api/v1/jobs/{done}").status_code == 404
+        assert not out.exists()
+        assert not uploaded.exists()
+        assert [j["id"] for j in http.get("/api/v1/jobs").json()["jobs"]] == [busy]
+        assert http.delete(f"/api/v1/jobs/{done}").status_code == 404
+        wait_for_end(http, busy)
+        assert http.delete(f"/api/v1/jobs/{busy}").status_code == 204

@@ -188,6 +188,21 @@ def cancel_job(job: JobDep, parts: PartsDep) -> JobPublic:
     return parts.views.one(parts.service.cancel(job.id))
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Remove a job",
+    responses={404: {"model": Problem}, 409: {"model": Problem, "description": "the job is queued or running"}},
+)
+def delete_job(job: JobDep, parts: PartsDep) -> Response:
+    """Remove the job for good: its items and records, its run folder, its uploads and the files
+    made for its downloads."""
+    parts.service.remove(job.id)
+    parts.views.forget(job.id)
+    shutil.rmtree(parts.exports / job.id, ignore_errors=True)
+    return Response(status_code=204)
+
+
 @router.post(
     "/{job_id}/retry",
     status_code=202,
