@@ -33,6 +33,19 @@ def work(item):
 
 
 #: a pipeline that returns each item's text
+#: a pipeline that fails an item whose file holds the row "bad" (fix the file, and it succeeds)
+PICKY = """
+import shoal
+pipeline = shoal.Pipeline("picky")
+
+@pipeline.stage()
+def check(item):
+    text = item.read_text().strip()
+    if text == "bad":
+        raise ValueError(f"{item.input} holds a bad row")
+    return {"text": text}
+"""
+
 ECHO = """
 import shoal
 pipeline = shoal.Pipeline("echo")

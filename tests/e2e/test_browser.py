@@ -17,6 +17,7 @@ import pytest
 from shoal.store import Ledger
 from shoal.store.tokens import create_token
 from tests.e2e.conftest import EXAMPLE
+from tests.helpers import PICKY
 from tests.web_server import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_stray_workers")]
@@ -170,19 +171,6 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
     page.reload()
     page.wait_for_function("document.querySelectorAll('#artifacts .unplayable').length === 2")
     assert "Could not load clip.webm: HTTP 404" in page.text_content("#artifacts")
-
-
-PICKY = """
-import shoal
-pipeline = shoal.Pipeline("picky")
-
-@pipeline.stage()
-def check(item):
-    text = item.read_text().strip()
-    if text == "bad":
-        raise ValueError(f"{item.input} holds a bad row")
-    return {"text": text}
-"""
 
 
 def test_the_retry_button_runs_the_failed_items_again(

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from shoal.cli._console import stdout_console
 from shoal.report.stats import span
 from shoal.store import Ledger
 
+if TYPE_CHECKING:
+    from shoal.runner import RunResult
+
 SHOWN_FAILURES = 10
+
+
+def print_result(result: RunResult) -> None:
+    """The summary of a run that wrote its report (one interrupted early may not have)."""
+    if result.report is None:
+        return
+    ledger = Ledger(result.db)
+    try:
+        print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
+    finally:
+        ledger.close()
 
 
 def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[str, Any], out: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from shoal.cli._console import stderr_console, stdout_console
+from shoal.cli._console import stderr_console
 from shoal.cli.jobs import Target, _locate
 from shoal.cli.run import Broker, Db, Debug, Engine, Queue, Retries, Timeout, Workers
 from shoal.middleware import Middleware
@@ -28,9 +28,8 @@ def retry_command(
 ) -> int:
     """Run a job's failed items again with the project's current code; its other items stand."""
     from shoal.cli._progress import BarProgress, LineProgress
-    from shoal.cli._summary import print_summary
+    from shoal.cli._summary import print_result
     from shoal.runner import retry
-    from shoal.store import Ledger
 
     job_id, url = _locate(target, db)
     console = stderr_console()
@@ -46,10 +45,5 @@ def retry_command(
     )
     if result.state == "interrupted":
         console.print(f"[yellow]interrupted[/]: `shoal retry {job_id}` or `shoal run` resumes it")
-    if result.report is not None:
-        ledger = Ledger(result.db)
-        try:
-            print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
-        finally:
-            ledger.close()
+    print_result(result)
     return result.exit_code

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shoal.cli._console import stderr_console, stdout_console
+from shoal.cli._console import stderr_console
 from shoal.middleware import Middleware
 
 Project = Annotated[
@@ -84,9 +84,8 @@ def run_command(
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
     from shoal.cli._progress import BarProgress, LineProgress
-    from shoal.cli._summary import print_summary
+    from shoal.cli._summary import print_result
     from shoal.runner import run
-    from shoal.store import Ledger
 
     console = stderr_console()
     progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
@@ -116,10 +115,5 @@ def run_command(
         )
     if result.state == "interrupted":
         console.print(f"[yellow]interrupted[/]: run the same command again to resume job {result.job_id}")
-    if result.report is not None:
-        ledger = Ledger(result.db)
-        try:
-            print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
-        finally:
-            ledger.close()
+    print_result(result)
     return result.exit_code

@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PICKY
 from tests.web_server import LiveServer, wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
-
-PICKY = """
-import shoal
-pipeline = shoal.Pipeline("picky")
-
-@pipeline.stage()
-def check(item):
-    text = item.read_text().strip()
-    if text == "bad":
-        raise ValueError(f"{item.input} holds a bad row")
-    return {"text": text}
-"""
 
 
 def test_a_retried_job_runs_its_failed_items_again_and_ends_with_all_of_them(
