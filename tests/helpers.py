@@ -46,6 +46,18 @@ def check(item):
     return {"text": text}
 """
 
+
+def picky_job(tmp_path: Path, rows: list[str]) -> tuple[Path, Path]:
+    """The picky project and a folder of one-row files (``rows``): (project, data)."""
+    project, data = tmp_path / "picky", tmp_path / "data"
+    project.mkdir()
+    (project / "pipeline.py").write_text(PICKY)
+    data.mkdir()
+    for i, text in enumerate(rows):
+        (data / f"row-{i}.txt").write_text(text + "\n")
+    return project, data
+
+
 ECHO = """
 import shoal
 pipeline = shoal.Pipeline("echo")

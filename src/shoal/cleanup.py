@@ -7,7 +7,6 @@ names the job, an upload folder no other submission uses.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from shoal.errors import ConfigError
-from shoal.outputs import is_local, run_folder
+from shoal.outputs import folder_owner, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 from shoal.store.schema import submissions
 from shoal.store.submissions import submission
@@ -64,13 +63,12 @@ def seconds(span: str) -> float:
 
 def _remove_run_folder(removed: Removed) -> None:
     out = run_folder(removed.job.out)
-    try:
-        owner = json.loads((out / "job.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    owner = folder_owner(out)
+    if owner is None:
         if out.exists():
             removed.kept.append(f"{out} (it has no job.json naming job {removed.job.id})")
         return
-    if not isinstance(owner, dict) or owner.get("job_id") != removed.job.id:
+    if owner.get("job_id") != removed.job.id:
         removed.kept.append(f"{out} (its job.json names another job)")
         return
     _remove(out, removed)

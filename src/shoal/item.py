@@ -7,6 +7,8 @@ write artifacts that shoal commits only when the whole item succeeds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -83,15 +85,8 @@ class Item:
 
     def read_bytes(self) -> bytes:
         """The input's bytes, with a clear error for a missing or unreadable file."""
-        try:
-            with self._open() as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise FetchError(f"{self.input}: no such file", retry=False) from None
-        except IsADirectoryError:
-            raise FetchError(f"{self.input}: is a directory, not a file", retry=False) from None
-        except PermissionError:
-            raise FetchError(f"{self.input}: permission denied") from None
+        with self._explained(), self._open() as handle:
+            return handle.read()
 
     def read_text(self, encoding: str = "utf-8") -> str:
         data = self.read_bytes()
@@ -103,8 +98,14 @@ class Item:
             ) from None
 
     def open(self) -> BinaryIO:
-        try:
+        with self._explained():
             return self._open()
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """A missing, unreadable or wrong kind of file as a FetchError naming the input."""
+        try:
+            yield
         except FileNotFoundError:
             raise FetchError(f"{self.input}: no such file", retry=False) from None
         except IsADirectoryError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import json
 import os
 import shutil
 import tempfile
@@ -69,6 +70,15 @@ def run_folder(location: str | Path) -> Path:
     from upath import UPath
 
     return cast(Path, UPath(str(location)))  # UPath speaks pathlib's API for any filesystem
+
+
+def folder_owner(out: Path) -> dict[str, Any] | None:
+    """What a run folder's job.json says (the job it belongs to, its ledger), if it is readable."""
+    try:
+        owner = json.loads((out / "job.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
 
 
 def is_local(path: Path) -> bool:

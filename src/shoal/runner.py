@@ -30,7 +30,7 @@ from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError, JobBusyError, RunFolderError
 from shoal.middleware import Middleware, MiddlewareStack, Progress
-from shoal.outputs import atomic_write, is_local, run_folder
+from shoal.outputs import atomic_write, folder_owner, is_local, run_folder
 from shoal.project import Project, load_project
 from shoal.settings import RunSettings, default_home
 from shoal.sources import open_feed, open_inputs
@@ -243,11 +243,8 @@ def writable(location: str) -> bool:
 
 def _check_folder_is_ours(out: Path, job: JobRecord, ledger: Ledger) -> None:
     """Refuse a run folder that holds another job's results: writing there would replace them."""
-    try:
-        owner = json.loads((out / "job.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # a new folder (or one without a readable job.json): nothing of another job's to lose
-    if isinstance(owner, dict) and owner.get("job_id") not in (None, job.id):
+    owner = folder_owner(out)  # None: a new folder (or no readable job.json), nothing of another job's to lose
+    if owner is not None and owner.get("job_id") not in (None, job.id):
         ledger.drop_unstarted(job.id)  # a job made just now for this folder: not left behind empty
         raise RunFolderError(
             f"the run folder {out} holds job {owner['job_id']} (ledger {_hidden(owner.get('db'))}), not job {job.id} "

@@ -17,7 +17,7 @@ import pytest
 from shoal.store import Ledger
 from shoal.store.tokens import create_token
 from tests.e2e.conftest import EXAMPLE
-from tests.helpers import PICKY
+from tests.helpers import picky_job
 from tests.web_server import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_stray_workers")]
@@ -176,13 +176,7 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
 def test_the_retry_button_runs_the_failed_items_again(
     serve: Callable[..., LiveServer], page: Any, tmp_path: Path
 ) -> None:
-    project = tmp_path / "picky"
-    project.mkdir()
-    (project / "pipeline.py").write_text(PICKY)
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, text in enumerate(["a", "bad", "c"]):
-        (data / f"row-{i}.txt").write_text(text + "\n")
+    project, data = picky_job(tmp_path, ["a", "bad", "c"])
     server = serve(projects=[project])
     with server.client() as http:
         job_id = http.post(

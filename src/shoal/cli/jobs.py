@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,7 +12,7 @@ from rich.table import Table
 from shoal.cli._console import stdout_console
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
-from shoal.outputs import run_folder, utc
+from shoal.outputs import folder_owner, run_folder, utc
 from shoal.settings import default_db
 
 if TYPE_CHECKING:
@@ -123,10 +122,9 @@ def _locate(target: str, db: str | None) -> tuple[str, str]:
     """A run folder names its job and ledger in job.json; anything else is a job id."""
     folder = Path(target)
     if folder.is_dir():
-        try:
-            info = json.loads((folder / "job.json").read_text())
-        except (OSError, ValueError):
-            raise ConfigError(f"{target} is not a run folder (it has no readable job.json)") from None
+        info = folder_owner(folder)
+        if info is None or "job_id" not in info:
+            raise ConfigError(f"{target} is not a run folder (it has no readable job.json)")
         return str(info["job_id"]), db or str(info["db"])
     return target, _url(db)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PICKY
+from tests.helpers import picky_job
 from tests.web_server import LiveServer, wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
@@ -17,13 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers
 def test_a_retried_job_runs_its_failed_items_again_and_ends_with_all_of_them(
     serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    project = tmp_path / "picky"
-    project.mkdir()
-    (project / "pipeline.py").write_text(PICKY)
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, text in enumerate(["a", "bad", "c", "bad"]):
-        (data / f"row-{i}.txt").write_text(text + "\n")
+    project, data = picky_job(tmp_path, ["a", "bad", "c", "bad"])
     server = serve(projects=[project])
     with server.client() as http:
         job = http.post("/api/v1/jobs", json={"pipeline": "picky", "inputs": [str(data)], "options": {"retries": 0}})
