@@ -17,6 +17,19 @@ from tests.engines import EngineUnderTest, engine_for, require_service
 MakeProject = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _user_data_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The per-user data folder (the default shoal home) is a throw-away one: no test touches the
+    real one, nor sees jobs of the person running the tests."""
+    before = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("user-data"))
+    yield
+    if before is None:
+        del os.environ["XDG_DATA_HOME"]
+    else:
+        os.environ["XDG_DATA_HOME"] = before
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run every test from its own folder, with its own ledger and run folders."""

@@ -32,7 +32,6 @@ def work(item):
 """
 
 
-#: a pipeline that returns each item's text
 #: a pipeline that fails an item whose file holds the row "bad" (fix the file, and it succeeds)
 PICKY = """
 import shoal
@@ -58,6 +57,7 @@ def picky_job(tmp_path: Path, rows: list[str]) -> tuple[Path, Path]:
     return project, data
 
 
+#: a pipeline that returns each item's text
 ECHO = """
 import shoal
 pipeline = shoal.Pipeline("echo")

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,17 +28,18 @@ from sqlalchemy.exc import ArgumentError
 
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
-from shoal.errors import ConfigError, JobBusyError, RunFolderError
+from shoal.errors import ConfigError, InputError, JobBusyError, RunFolderError
 from shoal.middleware import Middleware, MiddlewareStack, Progress
 from shoal.outputs import atomic_write, folder_owner, is_local, run_folder
 from shoal.project import Project, load_project
+from shoal.reread import Reread, reread_failed
 from shoal.settings import RunSettings, default_home
 from shoal.sources import open_feed, open_inputs
 from shoal.sources.files import local_path
+from shoal.states import EXIT_CODES, finished_state
 from shoal.store import JobRecord, Ledger
 from shoal.wire import JobSpec
 
-EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 130}
 WAIT_POLL_S = 1.0  #: seconds between looks at a job another process runs (--wait)
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,14 @@ class RunResult:
     """What a run did, for the CLI, the API and tests."""
 
     job_id: str
-    state: str  #: succeeded, failed (some items failed) or interrupted
+    state: str  #: succeeded, completed_with_errors, failed (no item succeeded) or interrupted
     out: Path  #: the run folder (a UPath when it is a URL such as s3://bucket/prefix)
     counts: dict[str, int]
     resumed: bool  #: this run continued an unfinished job
     reused: bool  #: the job had already finished: nothing ran
     report: dict[str, Any] | None
     db: str
+    reread: Reread | None = None  #: for a retry: what reading the inputs again found
 
     @property
     def exit_code(self) -> int:
@@ -71,6 +73,7 @@ class Plan:
     job: JobRecord
     resumed: bool  #: an unfinished job from an earlier run is continued
     retry: bool = False  #: a retry of the job's failed items, each with its retries again
+    reread: Reread | None = None  #: for a retry: what reading the inputs again found
 
 
 def run(
@@ -109,13 +112,16 @@ def retry(
     db_url: str,
     flags: dict[str, Any] | None = None,
     same_code: bool = False,
+    same_inputs: bool = False,
     middleware: Sequence[Middleware] = (),
     report: bool = True,
 ) -> RunResult:
-    """Run a job's failed items again, and only those, with the project's current code: the new
-    attempts are recorded on the same items (GNU parallel's --resume-failed).
+    """Run a job's failed items again, and only those, with the project's current code and its
+    inputs read again: the new attempts are recorded on the same items (GNU parallel's
+    --resume-failed).
 
     ``same_code``: refuse if the code changed since the job ran, rather than retry with the new one.
+    ``same_inputs``: run each failed item with the row it read the first time.
     """
     ledger = Ledger(db_url)
     try:
@@ -126,22 +132,33 @@ def retry(
                 f"the code of {job.project} changed since job {job.id} ran (version {job.fingerprint}, now "
                 f"{project.fingerprint}): retry without --same-code to run its failed items with the new code"
             )
-        plan = retry_plan(ledger, job, project, {**json.loads(job.options), **(flags or {}), "db_url": db_url})
-        return execute(ledger, plan, middleware=middleware, report=report)
+        options = {**json.loads(job.options), **(flags or {}), "db_url": db_url}
+        plan = retry_plan(ledger, job, project, options, reread=not same_inputs)
+        return replace(execute(ledger, plan, middleware=middleware, report=report), reread=plan.reread)
     finally:
         ledger.close()
 
 
-def retry_plan(ledger: Ledger, job: JobRecord, project: Project, flags: dict[str, Any]) -> Plan:
-    """Requeue a finished job's failed items (with ``project``'s code) and plan the run of them."""
+def retry_plan(ledger: Ledger, job: JobRecord, project: Project, flags: dict[str, Any], *, reread: bool = True) -> Plan:
+    """Requeue a finished job's failed items (with ``project``'s code, and with ``reread``, with
+    what their inputs hold now) and plan the run of them."""
     if project.pipeline.name != job.pipeline:
         raise ConfigError(f"{job.project} now defines pipeline {project.pipeline.name!r}, not {job.pipeline!r}")
     if not job.failed:
         raise ConfigError(f"job {job.id} has no failed items to retry ({job.state})")
     inputs = json.loads(job.inputs)
     settings = settings_for(project, inputs, flags)
+    found = None
+    if reread:
+        try:
+            found = reread_failed(ledger, job, settings.policy)
+        except InputError as exc:
+            raise InputError(
+                f"job {job.id}: its inputs cannot be read again ({exc}); retry with --same-inputs to run "
+                "the failed items as they were first read"
+            ) from None
     ledger.requeue_failed(job.id, project.fingerprint)
-    return Plan(project, settings, inputs, ledger.get_job(job.id), resumed=True, retry=True)
+    return Plan(project, settings, inputs, ledger.get_job(job.id), resumed=True, retry=True, reread=found)
 
 
 def _finished(ledger: Ledger, job: JobRecord, report: bool) -> RunResult:
@@ -260,6 +277,12 @@ def _hidden(url: Any) -> str:
         return "?"
 
 
+def _without_password(url: str) -> str:
+    """A ledger URL to write into a run folder others may read: never its password (libpq finds
+    it again in PGPASSWORD or ~/.pgpass; or pass --db)."""
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
+
+
 def _remove_unstarted_folder(out: Path) -> None:
     """Remove what a run that never started wrote (job.json, an empty logs folder), if that is all."""
     if not is_local(out):
@@ -293,7 +316,8 @@ def execute(
             out.mkdir(parents=True, exist_ok=True)
         _check_folder_is_ours(out, job, ledger)
         with atomic_write(out / "job.json") as handle:
-            json.dump({"job_id": job.id, "db": ledger.url, "pipeline": job.pipeline, "project": job.project}, handle)
+            info = {"job_id": job.id, "db": _without_password(ledger.url), "pipeline": job.pipeline}
+            json.dump({**info, "project": job.project}, handle)
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
     observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
     stack = MiddlewareStack(observers)
@@ -364,7 +388,7 @@ def final_state(outcome: str, counts: dict[str, int]) -> str:
         if outcome == "finished":
             log.warning("the run ended with %d items still pending; the same command resumes them", counts["pending"])
         return "interrupted"
-    return "failed" if counts["failed"] else "succeeded"
+    return finished_state(counts)
 
 
 @contextmanager

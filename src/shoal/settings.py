@@ -20,8 +20,14 @@ if TYPE_CHECKING:
 
 
 def default_home() -> Path:
-    """Where runs and the ledger live unless told otherwise: ./shoal-runs, or $SHOAL_HOME."""
-    return Path(os.environ.get("SHOAL_HOME", "shoal-runs")).expanduser().resolve()
+    """Where runs and the ledger live unless told otherwise: $SHOAL_HOME, else the user's data
+    folder (``~/.local/share/shoal`` on Linux), the same from whichever folder a command runs, so
+    the same command finds the same job."""
+    if home := os.environ.get("SHOAL_HOME"):
+        return Path(home).expanduser().resolve()
+    from platformdirs import user_data_path
+
+    return user_data_path("shoal", appauthor=False)
 
 
 def default_db() -> str:

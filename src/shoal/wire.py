@@ -12,7 +12,9 @@ is the hot path, and the coordinator stores the JSON texts as they came). A Fail
 can retry its members one by one before blaming any of them; ``retry`` is false when trying again
 cannot help (a corrupt input). ``took`` is the stage time of all the items. ``lost`` names items a
 worker gave back unfinished through no fault of theirs (their worker process died running
-another item): the coordinator queues them again without counting an attempt.
+another item): the coordinator queues them again without counting an attempt. ``logs``, absent
+when empty, maps a worker process (``host:pid``) to what it wrote to its log while it ran these
+items (the end of it, see engines._logs), so a cluster's logs reach the run folder.
 Times are UTC epoch seconds.
 """
 
@@ -34,6 +36,7 @@ class Report:
     failed: list[Failure] = field(default_factory=list)
     took: float = 0.0  #: seconds of stage time, all items together
     lost: list[str] = field(default_factory=list)  #: items given back unfinished, not to blame
+    logs: dict[str, str] = field(default_factory=dict)  #: worker process ("host:pid") -> its output meanwhile
 
     def __len__(self) -> int:
         """Items that finished (succeeded or failed)."""
@@ -44,16 +47,20 @@ class Report:
         self.failed += other.failed
         self.took += other.took
         self.lost += other.lost
+        for worker, text in other.logs.items():
+            self.logs[worker] = self.logs.get(worker, "") + text
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"ok": self.ok, "failed": self.failed, "took": self.took}
         if self.lost:
             data["lost"] = self.lost
+        if self.logs:
+            data["logs"] = self.logs
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        return cls(data["ok"], data["failed"], data["took"], data.get("lost", []))
+        return cls(data["ok"], data["failed"], data["took"], data.get("lost", []), data.get("logs", {}))
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_upload_watch_inspect_and_download(
 
     page.wait_for_url("**/jobs/faces-*")
     page.wait_for_selector("body[data-finished='1']", timeout=120_000)
-    assert page.text_content("#state") == "failed"  # the broken file failed; the job reports it
+    assert page.text_content("#state") == "completed_with_errors"  # the broken file failed; the job says so
     assert page.text_content("#c-succeeded") == "5"
     assert page.text_content("#c-failed") == "1"
     page.wait_for_function("document.querySelector('#chart-runtime').naturalWidth > 0")
@@ -184,7 +184,7 @@ def test_the_retry_button_runs_the_failed_items_again(
         ).json()["id"]
     page.goto(f"{server.url}/jobs/{job_id}")
     page.wait_for_selector("body[data-finished='1']", timeout=120_000)
-    assert page.text_content("#state") == "failed"
+    assert page.text_content("#state") == "completed_with_errors"
     page.wait_for_selector("#retry:not([hidden])")
     assert "holds a bad row" in page.text_content("#failed")
 

@@ -154,6 +154,27 @@ def test_a_run_folder_of_another_job_is_never_written_over(
     assert "echo-" not in listed.stdout  # no empty job left in the second ledger
 
 
+def test_the_same_command_from_another_folder_finds_the_same_job(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without SHOAL_HOME the ledger is in the user's data folder, wherever the command runs."""
+    monkeypatch.delenv("SHOAL_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    project, listing = make_project(ECHO), inputs(3)
+    (home / "first").mkdir()
+    (home / "second").mkdir()
+    first = shoal_cli("run", str(project), "-i", str(listing), cwd=home / "first")
+    assert first.returncode == 0, first.stderr
+    second = shoal_cli("run", str(project), "-i", str(listing), cwd=home / "second")
+    assert second.returncode == 0, second.stderr
+    assert "already ran over these inputs" in second.stderr  # found, not run again
+    (out,) = (home / "data" / "shoal").glob("echo-*")
+    assert not list(home.glob("*/shoal-runs"))
+    listed = shoal_cli("jobs", cwd=home / "second", env={"COLUMNS": "400"})
+    assert f"jobs in sqlite:///{home / 'data' / 'shoal' / 'ledger.db'}" in listed.stdout  # where it is
+    assert out.name in listed.stdout
+
+
 def test_result_files_follow_the_umask(home: Path, make_project: MakeProject, inputs: Callable[[int], Path]) -> None:
     """A team folder's readers can read a run's files: no file is made private behind the umask's back."""
     command = [sys.executable, "-m", "shoal", "run", str(make_project(ECHO)), "-i", str(inputs(3))]

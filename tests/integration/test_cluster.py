@@ -4,6 +4,7 @@ Every item still ends succeeded exactly once, and soon (not after a broker's vis
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,28 @@ def work(item):
     time.sleep(0.1)
     return {"pid": os.getpid()}
 """
+
+
+#: prints and logs a line per item; item 3 crashes its process (a segfault), item 4 raises
+NOISY = """
+import faulthandler, logging, os, time
+import shoal
+
+pipeline = shoal.Pipeline("noisy")
+
+@pipeline.stage()
+def work(item):
+    time.sleep(0.2)
+    name = os.path.basename(item.input)
+    print(f"printed by {name}")
+    logging.getLogger("noisy").warning("warned by %s", name)
+    if name == "item-0003.txt":
+        faulthandler._sigsegv()
+    if name == "item-0004.txt":
+        raise ValueError(f"raised by {name}")
+    return {"pid": os.getpid()}
+"""
+LOG_NAME = re.compile(r"(?P<host>.+)-(?P<pid>\d+)\.log")
 
 
 @pytest.fixture(params=["celery-redis", "celery-rabbitmq"])
@@ -222,3 +245,45 @@ def test_a_worker_serves_prometheus_metrics_of_the_items_it_ran(
     assert sum(float(line.rsplit(" ", 1)[1]) for line in done) == 12
     assert 'pipeline="cluster"' in done[0]
     assert "shoal_workers_alive 2.0" in text
+
+
+def _logs(folder: Path) -> dict[int, str]:
+    """The log files in a folder, by the pid their name gives; each named by this host."""
+    found = {}
+    for path in folder.iterdir():
+        match = LOG_NAME.fullmatch(path.name)
+        assert match is not None, f"{path.name} is not named HOST-PID.log"
+        assert match["host"] == os.uname().nodename
+        found[int(match["pid"])] = path.read_text(errors="replace")
+    return found
+
+
+def test_each_worker_process_logs_to_its_own_file_and_a_job_s_logs_reach_its_run_folder(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], cluster: EngineUnderTest
+) -> None:
+    project = make_project(NOISY)
+    workers = cluster.start_workers(project, 2)  # two `shoal worker`s on one machine, one log dir
+    processes = {p for w in workers for p in _runtime_processes(w)}
+    result = shoal_cli(*_run_command(project, inputs(8), cluster), "--retries", "0", cwd=home)
+    processes |= {p for w in workers for p in _runtime_processes(w)}  # with the crashed one's replacement
+    job_id = re.search(r"running job (\S+) on (\d+) workers", result.stderr)
+    assert job_id is not None, result.stderr
+    assert re.search(rf"on {job_id[2]} workers \(", result.stdout), "the start line and the summary disagree"
+    assert job_id[2] == "2"
+
+    collected = _logs(home / "shoal-runs" / job_id[1] / "logs")
+    assert set(collected) <= processes, "a log named by a process that is no worker's"
+    assert {p for w in workers for p in _runtime_processes(w)} & set(collected), "nothing from a live process"
+    text = "".join(collected.values())
+    for n in range(8):
+        assert f"printed by item-{n:04d}.txt" in text
+        assert f"warned by item-{n:04d}.txt" in text
+    assert "ValueError: raised by item-0004.txt" in text  # its traceback
+    assert "Fatal Python error: Segmentation fault" in text  # how the crashed process died, and where:
+    assert re.search(r'File ".*pipeline.py", line \d+ in work', text)
+
+    local = _logs(home / "worker-logs")  # each process of both workers wrote its own file there
+    assert {w.pid for w in workers} | set(collected) <= set(local)
+    assert all(" ready." in local[w.pid] for w in workers)
+    for pid, output in collected.items():
+        assert output.strip() in local[pid]

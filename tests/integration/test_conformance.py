@@ -51,7 +51,7 @@ def test_failed_items_are_retried_with_exponential_backoff(
     project = make_project(FLAKY.format(log=str(log)))
     result = shoal.run(project, [str(inputs(6))], retries=2, retry_backoff=0.3, **engine.flags(project))
 
-    assert result.state == "failed"
+    assert result.state == "completed_with_errors"
     assert result.exit_code == 1
     assert result.counts["succeeded"] == 4
     assert result.counts["failed"] == 2
@@ -96,7 +96,7 @@ def test_hung_item_is_killed_retried_then_failed_as_timed_out(
     flags = engine.flags(project)
     result = shoal.run(project, [str(inputs(10))], retries=1, retry_backoff=0.1, timeout=1, **flags)
 
-    assert result.state == "failed"
+    assert result.state == "completed_with_errors"
     assert result.counts == {"pending": 0, "succeeded": 9, "failed": 1, "cancelled": 0}
     (error,) = read_errors(result.out)
     assert Path(error["input"]).name == "item-0003.txt"

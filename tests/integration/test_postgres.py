@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,20 @@ def test_a_run_records_every_item_in_postgres(
     failed = [r for r in ledger.iter_items(result.job_id, "failed")]
     ledger.close()
     assert failed[0]["error_message"] == "thirteen"
+
+
+def test_a_run_folder_never_holds_the_ledgers_password(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], postgres_url: str
+) -> None:
+    """job.json is read by whoever reads the run folder: the ledger's password stays out of it.
+    (The test server trusts loopback, so a password in the URL is accepted and unused.)"""
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")
+    result = shoal.run(make_project(ECHO.format(delay=0)), [str(inputs(3))], db_url=with_password)
+    written = (result.out / "job.json").read_text()
+    assert "s3cret-pw" not in written
+    assert json.loads(written)["db"] == postgres_url
+    again = shoal_cli("report", str(result.out), cwd=home)  # the folder still finds its ledger
+    assert again.returncode == 0, again.stderr
 
 
 def test_kill_9_and_resume_with_the_ledger_in_postgres(

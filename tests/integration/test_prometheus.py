@@ -144,7 +144,7 @@ def test_stage_histograms_and_pipeline_info(scraped: Scraped) -> None:
 
 def test_jobs_by_state_agree_with_the_ledger(scraped: Scraped) -> None:
     prom = scraped.prometheus
-    assert prom.wait_for('max(shoal_jobs{job="shoal-server", state="failed"})', 1) == 1
+    assert prom.wait_for('max(shoal_jobs{job="shoal-server", state="completed_with_errors"})', 1) == 1
     assert prom.value('max(shoal_jobs{job="shoal-server", state="running"})') == 0
 
 

@@ -107,3 +107,82 @@ def test_retry_of_a_job_that_does_not_exist_is_one_line(home: Path) -> None:
     assert result.returncode in (1, 2)
     assert result.stderr.count("\n") == 1
     assert "no job 'no-such-job'" in result.stderr
+
+
+ROWS = """
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("rows")
+LOG = Path({log!r})
+
+@pipeline.stage()
+def check(item):
+    with LOG.open("a") as log:
+        log.write(item.meta["name"] + "\\n")
+    if item.meta["value"] == "bad":
+        raise ValueError(f"row {{item.meta['name']}} holds a bad value")
+    return {{"value": int(item.meta["value"])}}
+"""
+
+
+def test_a_fixed_row_is_read_again_by_retry_and_only_the_fixed_items_run(home: Path, make_project: MakeProject) -> None:
+    log = home / "ran.log"
+    project = make_project(ROWS.format(log=str(log)))
+    table = home / "wines.csv"
+    table.write_text("name,value\na,1\nb,bad\nc,3\nd\ne,bad\n")  # d has too few fields: it cannot be read
+
+    first = shoal_cli("run", str(project), "-i", str(table), "--retries", "0", cwd=home)
+    assert first.returncode == 1, first.stderr
+    assert "completed_with_errors" in first.stdout  # 2 of 5 succeeded: not "failed"
+    job = json.loads(next((home / "shoal-runs").glob("rows-*/job.json")).read_text())["job_id"]
+    assert shoal_cli("report", job, cwd=home).returncode == 0  # it printed the report: that succeeded
+    assert "completed_with_errors" in shoal_cli("jobs", cwd=home).stdout
+
+    table.write_text("name,value\na,1\nb,2\nc,3\nd,4\ne,bad\n")  # b and d fixed; e not yet
+    log.write_text("")
+    kept = shoal_cli("retry", job, "--same-inputs", cwd=home)  # the rows as first read: b fails again
+    assert kept.returncode == 1, kept.stderr
+    assert sorted(log.read_text().split()) == ["b", "e"]  # d was never read: nothing of it can run
+
+    log.write_text("")
+    again = shoal_cli("retry", job, cwd=home)
+    assert again.returncode == 1, again.stderr  # e still holds a bad value
+    assert f"re-read the inputs of job {job}: 2 failed items read differently now" in again.stderr
+    assert sorted(log.read_text().split()) == ["b", "d", "e"]  # only the failed items ran, none that succeeded
+    results = {r["result"]["value"] if r["result"] else None for r in read_results(home / "shoal-runs" / job)}
+    assert results == {1, 2, 3, 4}
+    assert "5 total, 4 succeeded, 1 failed" in again.stdout
+
+    table.write_text("name,value\na,1\nb,2\nc,3\nd,4\n")  # e removed: the inputs end before it
+    log.write_text("")
+    last = shoal_cli("retry", job, cwd=home)
+    assert last.returncode == 1  # e keeps the row it read and fails again
+    assert "0 failed items read differently now" in last.stderr
+    assert log.read_text().split() == ["e"]
+
+
+def test_a_row_still_unreadable_is_not_run_and_says_why(home: Path, make_project: MakeProject) -> None:
+    log = home / "ran.log"
+    project = make_project(ROWS.format(log=str(log)))
+    table = home / "wines.csv"
+    table.write_text('name,value\na,1\nb,"2\n')  # an unterminated quote
+    first = shoal_cli("run", str(project), "-i", str(table), cwd=home)
+    assert first.returncode == 1, first.stderr
+    job = json.loads(next((home / "shoal-runs").glob("rows-*/job.json")).read_text())["job_id"]
+
+    again = shoal_cli("retry", job, cwd=home)
+    assert again.returncode == 2
+    assert f"job {job} has no failed items that can run again: see its errors.csv" in again.stderr
+    assert log.read_text().split() == ["a"]
+    assert shoal_cli("retry", job, "--same-inputs", cwd=home).returncode == 2
+
+
+def test_a_job_where_nothing_succeeded_is_failed(home: Path, make_project: MakeProject) -> None:
+    project = make_project(ROWS.format(log=str(home / "ran.log")))
+    table = home / "wines.csv"
+    table.write_text("name,value\na,bad\nb,bad\n")
+    result = shoal_cli("run", str(project), "-i", str(table), "--retries", "0", cwd=home)
+    assert result.returncode == 1
+    assert "completed_with_errors" not in result.stdout
+    assert "failed" in next(line for line in result.stdout.splitlines() if line.strip().startswith("state"))

@@ -154,6 +154,7 @@ def test_jobs_by_state_come_from_the_ledger(tmp_path: Path) -> None:
         assert sample(registry, "shoal_jobs", state="failed") == 1
         assert sample(registry, "shoal_jobs", state="running") == 1
         assert sample(registry, "shoal_jobs", state="cancelled") == 0
+        assert sample(registry, "shoal_jobs", state="completed_with_errors") == 0  # listed, though no job is in it
     finally:
         ledger.close()
 

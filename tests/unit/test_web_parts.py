@@ -125,3 +125,12 @@ def test_the_catalog_reloads_edited_code_and_keeps_the_last_good_version(tmp_pat
     with pytest.raises(UnknownPipelineError):
         catalog.get("alpha")
     assert catalog.names == ["beta", "gamma"]
+
+
+def test_the_api_names_every_job_state_the_ledger_can_hold() -> None:
+    from typing import get_args
+
+    from shoal.states import JOB_STATES
+    from shoal.web.schemas import JobState
+
+    assert get_args(JobState) == JOB_STATES

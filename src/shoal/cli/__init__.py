@@ -14,12 +14,14 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from shoal.errors import ConfigError, LedgerWriteError, RunFolderError, ShoalError, WorkerStartError
+from shoal.cli._help import Group
+from shoal.errors import ConfigError, JobStateError, LedgerWriteError, RunFolderError, ShoalError, WorkerStartError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="shoal",
+    cls=Group,
     help="Run a pipeline over every item of a dataset, on one machine or many, losing none.",
     no_args_is_help=True,
     add_completion=False,
@@ -46,6 +48,9 @@ def _options(
 
 
 def _register() -> None:
+    """Add the commands, importing their modules only now; once, however often it is called."""
+    if app.registered_commands:
+        return
     from shoal.cli import feed, jobs, metrics, retry, run, serve, submit, token, worker
 
     app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _fail("interrupted", debug)
         return EXIT_INTERRUPTED
-    except (ConfigError, WorkerStartError, LedgerWriteError, RunFolderError) as exc:
+    except (ConfigError, JobStateError, WorkerStartError, LedgerWriteError, RunFolderError) as exc:
         _fail(str(exc), debug)
         return EXIT_USAGE
     except ShoalError as exc:

@@ -30,14 +30,21 @@ def print_result(result: RunResult) -> None:
         ledger.close()
 
 
+STATE_COLOURS = {"succeeded": "green", "completed_with_errors": "dark_orange", "failed": "red", "interrupted": "yellow"}
+
+
+def coloured(state: str) -> str:
+    """A job state as Rich markup: red only when nothing succeeded."""
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
+
+
 def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[str, Any], out: Path) -> None:
     items, timing, dist = report["items"], report["timing"], report["item_seconds"]
     table = Table(title=f"shoal job {job_id}", show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
     state = report["job"]["state"]
-    colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow"}.get(state, "white")
-    table.add_row("state", f"[{colour}]{state}[/]")
+    table.add_row("state", coloured(state))
     table.add_row(
         "items",
         f"{items['total']} total, [green]{items['succeeded']} succeeded[/], [red]{items['failed']} failed[/], "

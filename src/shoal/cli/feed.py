@@ -11,20 +11,27 @@ import typer
 Target = Annotated[
     str,
     typer.Argument(
-        help="redis+stream://host:6379/DB/STREAM, or a job's items URL on `shoal serve`", show_default=False
+        metavar="URL",
+        help="redis+stream://host:6379/DB/STREAM, or a job's items URL on `shoal serve`",
+        show_default=False,
     ),
 ]
-Rate = Annotated[str | None, typer.Option(help="items per second, or a profile 0:10,30:50")]
-Mbps = Annotated[str | None, typer.Option("--mbps", help="megabytes per second, or a profile 0:1,60:5,120:2")]
-Duration = Annotated[float, typer.Option(help="seconds to feed")]
-Input = Annotated[
-    Path | None, typer.Option("--input", "-i", help="a folder of files to send [default: synthetic frames]")
+Rate = Annotated[str | None, typer.Option(metavar="RATE", help="items per second, or a profile 0:10,30:50")]
+Mbps = Annotated[
+    str | None, typer.Option("--mbps", metavar="RATE", help="megabytes per second, or a profile 0:1,60:5,120:2")
 ]
-Frame = Annotated[str, typer.Option(help="synthetic frame size WIDTHxHEIGHT")]
-Store = Annotated[Path, typer.Option(help="where sent files are written; workers must be able to read it")]
-Log = Annotated[Path, typer.Option(help="CSV of every send: time (UTC), bytes, item, uri")]
+Duration = Annotated[float, typer.Option(metavar="SECONDS", help="seconds to feed")]
+Input = Annotated[
+    Path | None,
+    typer.Option("--input", "-i", metavar="DIR", help="a folder of files to send [default: synthetic frames]"),
+]
+Frame = Annotated[str, typer.Option(metavar="WIDTHxHEIGHT", help="synthetic frame size")]
+Store = Annotated[
+    Path, typer.Option(metavar="DIR", help="where sent files are written; workers must be able to read it")
+]
+Log = Annotated[Path, typer.Option(metavar="PATH", help="CSV of every send: time (UTC), bytes, item, uri")]
 Close = Annotated[bool, typer.Option("--close/--no-close", help="end the job when done")]
-Token = Annotated[str | None, typer.Option(envvar="SHOAL_TOKEN", help="API token for `shoal serve`")]
+Token = Annotated[str | None, typer.Option(envvar="SHOAL_TOKEN", metavar="TOKEN", help="API token for `shoal serve`")]
 
 
 def feed_command(

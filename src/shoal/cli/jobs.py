@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from shoal.cli._console import stdout_console
+from shoal.cli._summary import coloured
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
 from shoal.outputs import folder_owner, run_folder, utc
-from shoal.settings import default_db
+from shoal.settings import default_db, default_home
 
 if TYPE_CHECKING:
     from shoal.cleanup import Removed
@@ -46,7 +47,7 @@ def jobs_command(ctx: typer.Context, db: Db = None, limit: Limit = 30) -> int:
             table.add_row(
                 job.id,
                 job.pipeline,
-                job.state,
+                coloured(job.state),
                 str(counts["succeeded"]),
                 str(counts["failed"]),
                 str(sum(counts.values())),
@@ -56,7 +57,17 @@ def jobs_command(ctx: typer.Context, db: Db = None, limit: Limit = 30) -> int:
     finally:
         ledger.close()
     stdout_console().print(table)
+    _hint_older_ledger(db)
     return 0
+
+
+def _hint_older_ledger(db: str | None) -> None:
+    """Before the user's data folder held it, the ledger was ./shoal-runs/ledger.db: say where
+    jobs of that time still are, rather than let them seem lost."""
+    older = Path("shoal-runs") / "ledger.db"
+    if db or os.environ.get("SHOAL_DB_URL") or not older.is_file() or older.resolve() == default_home() / "ledger.db":
+        return
+    stdout_console().print(f"jobs run here before are in {older}: SHOAL_HOME=shoal-runs shoal jobs lists them")
 
 
 @app.command("rm", short_help="remove jobs: rows, run folders, uploads")
@@ -103,7 +114,6 @@ def report_command(target: Target, db: Db = None) -> int:
     """Reprint a job's summary and rebuild its result and report files."""
     from shoal.cli._summary import print_summary
     from shoal.report import write_report
-    from shoal.runner import EXIT_CODES
     from shoal.store import Ledger
 
     job_id, url = _locate(target, db)
@@ -115,7 +125,7 @@ def report_command(target: Target, db: Db = None) -> int:
         print_summary(stdout_console(), ledger, job.id, report, out)
     finally:
         ledger.close()
-    return EXIT_CODES.get(job.state, 1)
+    return 0  # the report was printed: the job's own outcome is in it, not in this exit status
 
 
 def _locate(target: str, db: str | None) -> tuple[str, str]:

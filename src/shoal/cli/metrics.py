@@ -14,22 +14,27 @@ from shoal.errors import ConfigError, MissingDependencyError
 app = typer.Typer(name="metrics", help="Export Prometheus metrics and correlate them with runs.", no_args_is_help=True)
 
 PrometheusURL = Annotated[
-    str, typer.Option("--prometheus", envvar="SHOAL_PROMETHEUS_URL", help="Prometheus base URL", show_default=False)
+    str,
+    typer.Option(
+        "--prometheus", envvar="SHOAL_PROMETHEUS_URL", metavar="URL", help="Prometheus base URL", show_default=False
+    ),
 ]
-Start = Annotated[str, typer.Option(help="ISO 8601 with a zone (2026-11-25T13:00:00+01:00), epoch s, or now")]
-End = Annotated[str, typer.Option(help="ISO 8601 with a zone, epoch seconds, or now")]
-Step = Annotated[str, typer.Option(help="resolution: 5s, 1m, ...")]
-Match = Annotated[str, typer.Option(help="regular expression the metric name must match in full")]
-OutDir = Annotated[Path, typer.Option("--out", "-o", help="folder to write into", show_default=False)]
-Timeout = Annotated[float, typer.Option(help="seconds one request may take in all")]
-Retries = Annotated[int, typer.Option(help="times a failed request is tried again")]
-Feed = Annotated[Path | None, typer.Option(help="feed log CSV: time (UTC ISO), bytes, item_id")]
-Run = Annotated[Path | None, typer.Option(help="run folder holding results.jsonl")]
-Metrics = Annotated[Path | None, typer.Option(help="a `shoal metrics export` folder")]
-Interval = Annotated[str, typer.Option(help="length of one row of the table: 10s, 1m, ...")]
+Start = Annotated[
+    str, typer.Option(metavar="TIME", help="ISO 8601 with a zone (2026-11-25T13:00:00+01:00), epoch s, or now")
+]
+End = Annotated[str, typer.Option(metavar="TIME", help="ISO 8601 with a zone, epoch seconds, or now")]
+Step = Annotated[str, typer.Option(metavar="SPAN", help="resolution: 5s, 1m, ...")]
+Match = Annotated[str, typer.Option(metavar="REGEX", help="regular expression the metric name must match in full")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="folder to write into", show_default=False)]
+Timeout = Annotated[float, typer.Option(metavar="SECONDS", help="seconds one request may take in all")]
+Retries = Annotated[int, typer.Option(metavar="N", help="times a failed request is tried again")]
+Feed = Annotated[Path | None, typer.Option(metavar="PATH", help="feed log CSV: time (UTC ISO), bytes, item_id")]
+Run = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="run folder holding results.jsonl")]
+Metrics = Annotated[Path | None, typer.Option(metavar="DIR", help="a `shoal metrics export` folder")]
+Interval = Annotated[str, typer.Option(metavar="SPAN", help="length of one row of the table: 10s, 1m, ...")]
 
 
-@app.command("export")
+@app.command("export", short_help="Prometheus series of a time range into CSV and Parquet")
 def export_command(
     prometheus: PrometheusURL,
     start: Start,
@@ -67,7 +72,7 @@ def export_command(
     return 0
 
 
-@app.command("summarize")
+@app.command("summarize", short_help="join a feed log, run latencies and metrics; correlate")
 def summarize_command(
     out: OutDir,
     feed: Feed = None,

@@ -12,11 +12,15 @@ from shoal.cli.run import Broker, Db, Debug, Engine, Queue, Retries, Timeout, Wo
 from shoal.middleware import Middleware
 
 SameCode = Annotated[bool, typer.Option("--same-code", help="refuse if the project's code changed since the job ran")]
+SameInputs = Annotated[
+    bool, typer.Option("--same-inputs", help="run each failed item with the row it read first, not the inputs now")
+]
 
 
 def retry_command(
     target: Target,
     same_code: SameCode = False,
+    same_inputs: SameInputs = False,
     workers: Workers = None,
     retries: Retries = None,
     timeout: Timeout = None,
@@ -26,7 +30,8 @@ def retry_command(
     queue: Queue = None,
     debug: Debug = False,
 ) -> int:
-    """Run a job's failed items again with the project's current code; its other items stand."""
+    """Run a job's failed items again with the project's current code and its inputs read again
+    (a fixed row is run as it reads now); its other items stand."""
     from shoal.cli._progress import BarProgress, LineProgress
     from shoal.cli._summary import print_result
     from shoal.runner import retry
@@ -41,8 +46,11 @@ def retry_command(
         db_url=url,
         flags={name: value for name, value in flags.items() if value is not None},
         same_code=same_code,
+        same_inputs=same_inputs,
         middleware=[progress],
     )
+    if result.reread is not None:
+        console.print(f"re-read the inputs of job {job_id}: {result.reread.describe()}")
     if result.state == "interrupted":
         console.print(f"[yellow]interrupted[/]: `shoal retry {job_id}` or `shoal run` resumes it")
     print_result(result)

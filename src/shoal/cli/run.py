@@ -31,7 +31,7 @@ Out = Annotated[
         "--out",
         "-o",
         metavar="DIR_OR_URL",
-        help="run folder, a path or s3://bucket/prefix [default: ./shoal-runs/JOB_ID]",
+        help="run folder, a path or s3://bucket/prefix [default: SHOAL_HOME/JOB_ID]",
     ),
 ]
 Retries = Annotated[int | None, typer.Option(metavar="N", help="attempts after the first failure [default: 2]")]

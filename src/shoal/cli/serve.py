@@ -23,7 +23,9 @@ Broker = Annotated[
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        envvar="SHOAL_HOME", metavar="DIR", help="uploads, run folders and the default ledger [default: ./shoal-runs]"
+        envvar="SHOAL_HOME",
+        metavar="DIR",
+        help="uploads, run folders and the default ledger [default: the user data folder]",
     ),
 ]
 Projects = Annotated[
@@ -40,7 +42,9 @@ MaxJobs = Annotated[
 MaxStreams = Annotated[int | None, typer.Option(metavar="N", help="streaming jobs open at the same time [default: 8]")]
 StreamIdle = Annotated[
     float | None,
-    typer.Option(help="close a streaming job after this many seconds without new items [default: never]"),
+    typer.Option(
+        metavar="SECONDS", help="close a streaming job after this many seconds without new items [default: never]"
+    ),
 ]
 Allow = Annotated[
     list[Path] | None,
@@ -50,6 +54,7 @@ AllowedHosts = Annotated[
     list[str] | None,
     typer.Option(
         "--allowed-host",
+        metavar="HOST",
         help="a name (or *.domain) the server is reached by, beyond localhost and its addresses; repeatable; "
         "* turns the Host check off (unsafe) [env SHOAL_ALLOWED_HOSTS, comma-separated]",
     ),

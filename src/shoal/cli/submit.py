@@ -36,6 +36,7 @@ def submit_command(
 ) -> int:
     """Submit a job to a shoal server; with --wait, exit like `shoal run` when it ends."""
     from shoal.client import Client
+    from shoal.states import EXIT_CODES
 
     options = {
         k: v
@@ -56,7 +57,7 @@ def submit_command(
             state = data.get("state", state)
             done, failed, total = data.get("succeeded", 0), data.get("failed", 0), data.get("total", 0)
             print(f"{state}: {done} succeeded, {failed} failed of {total}", flush=True)
-    return {"succeeded": 0, "failed": 1}.get(state, 130 if state in ("interrupted", "cancelled") else 1)
+    return EXIT_CODES.get(state, 1)
 
 
 def _pipeline_name(target: str) -> str:

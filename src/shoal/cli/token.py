@@ -21,7 +21,7 @@ def _ledger(db: str | None):  # type: ignore[no-untyped-def]
     return Ledger(db or os.environ.get("SHOAL_DB_URL") or default_db())
 
 
-@app.command("create")
+@app.command("create", short_help="create a token and print it, this once")
 def create(name: Name, db: Db = None) -> int:
     """Create a token and print it: it is shown this once, and only its hash is kept."""
     from shoal.store.tokens import create_token
@@ -34,7 +34,7 @@ def create(name: Name, db: Db = None) -> int:
     return 0
 
 
-@app.command("list")
+@app.command("list", short_help="list token names")
 def list_command(db: Db = None) -> int:
     """List token names (the tokens themselves are not stored)."""
     from shoal.store.tokens import list_tokens
@@ -48,7 +48,7 @@ def list_command(db: Db = None) -> int:
     return 0
 
 
-@app.command("revoke")
+@app.command("revoke", short_help="delete a token")
 def revoke(name: Name, db: Db = None) -> int:
     """Delete a token; requests with it are refused within seconds."""
     from shoal.errors import ConfigError

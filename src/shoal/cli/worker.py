@@ -20,7 +20,9 @@ QueueName = Annotated[
 ]
 LogDir = Annotated[
     Path | None,
-    typer.Option(metavar="DIR", help="where worker processes' output goes [default: ./shoal-runs/worker-logs]"),
+    typer.Option(
+        metavar="DIR", help="where each worker process logs, to HOST-PID.log [default: the shoal home's worker-logs]"
+    ),
 ]
 LogLevel = Annotated[str, typer.Option(metavar="LEVEL", help="Celery log level")]
 MetricsPort = Annotated[

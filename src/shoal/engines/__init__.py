@@ -54,6 +54,7 @@ class ChunkLost:
     message: str
     stage: int = -1  #: index of the stage the suspects were in
     suspects: list[str] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)  #: as Report.logs: what the worker wrote, if carried
 
 
 @dataclass
@@ -134,6 +135,10 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
         from shoal.engines.celery.engine import CeleryEngine
 
         return CeleryEngine(
-            settings.broker_url, queue=settings.queue, fingerprint=project.fingerprint, pipeline=project.pipeline.name
+            settings.broker_url,
+            queue=settings.queue,
+            fingerprint=project.fingerprint,
+            pipeline=project.pipeline.name,
+            log_dir=log_dir,  # the workers' output, carried back with their reports, is collected here
         )
     raise ConfigError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -8,6 +8,10 @@ Each worker leads a process group of its own, and is killed as a group: a stage 
 child (which may hold the worker's pipes open) leaves nothing behind. A worker's death is seen
 through its process (a pidfd), not through the end of its pipe, which such a child keeps open.
 The pipes are non-blocking on this side, so a worker that stops reading never stops the engine.
+
+Each worker writes its output to a log file of its own, ``<log dir>/<host>-<pid>.log``. With
+``carry_logs`` (a cluster worker's engine) what it wrote while running a chunk goes back with the
+chunk's report, for the coordinator to put in the job's run folder.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from shoal._json import encode, loads
 from shoal._pipe import Receiver, Sender, wait
 from shoal.engines import Census, Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
+from shoal.engines._logs import Tail, log_name
 from shoal.engines._slots import SlotBoard
 from shoal.wire import Report
 
@@ -45,7 +50,7 @@ class _Worker:
     outbox: Receiver  #: we read
     exited: int | None  #: a pidfd, readable once the process has exited (None where Linux has none)
     spawned: float
-    log: IO[bytes]
+    tail: Tail | None  #: its log file, where its output is carried back with its reports
     name: str = ""
     ready: bool = False
     chunks: deque[Chunk] = field(default_factory=deque)
@@ -62,11 +67,13 @@ class LocalEngine:
         workers: int,
         *,
         log_dir: Path | None = None,
+        carry_logs: bool = False,
     ) -> None:
         self.project = project
         self.fingerprint = fingerprint
         self._size = max(1, workers)
         self.log_dir = log_dir
+        self.carry_logs = carry_logs and log_dir is not None  #: reports carry what each process wrote
         self._workers: dict[int, _Worker] = {}
         self._started = False
         self._tmp = Path(tempfile.mkdtemp(prefix="shoal-engine-"))
@@ -87,6 +94,8 @@ class LocalEngine:
     def start(self) -> None:
         if not self._started:
             self._started = True
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
             for slot in range(self._size):
                 self._spawn(slot)
 
@@ -154,14 +163,13 @@ class LocalEngine:
         self._board.reset(slot)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
-        log = self._log(slot)
         args = [str(to_worker_r), str(from_worker_w), str(self._board.path), str(slot), str(os.getpid())]
+        args.append(str(self.log_dir or ""))  # it opens its own log file, once it knows its pid
         process = subprocess.Popen(
             [sys.executable, "-m", "shoal.engines.local_worker", *args],
             pass_fds=(to_worker_r, from_worker_w),
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,  # stderr: ours, until it has its log (only a broken interpreter speaks)
             start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only; killed as a group
         )
         os.close(to_worker_r)
@@ -173,24 +181,20 @@ class LocalEngine:
             Receiver(from_worker_r),
             _pidfd(process.pid),
             time.monotonic(),
-            log,
+            Tail(self.log_dir / log_name(_process_name(process))) if self.carry_logs and self.log_dir else None,
         )
         self._workers[slot] = worker
         worker.inbox.send(encode({"op": "start", "project": str(self.project), "fingerprint": self.fingerprint}))
-
-    def _log(self, slot: int) -> IO[bytes]:
-        if self.log_dir is None:
-            return open(os.devnull, "wb")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"worker-{slot + 1}.log", "ab")
 
     def _receive(self, worker: _Worker, message: dict[str, Any]) -> list[Event]:
         op = message["op"]
         if op == "done":
             chunk = worker.chunks[0]
+            report = Report.from_dict(message)
             if message.get("last"):
                 worker.chunks.popleft()
-            return [ItemsDone(chunk.id, worker.name, Report.from_dict(message))]
+                report.logs.update(_output(worker))
+            return [ItemsDone(chunk.id, worker.name, report)]
         worker.name = str(message["worker"])
         if op == "ready":
             worker.ready = True
@@ -219,7 +223,8 @@ class LocalEngine:
                 [it["id"] for it in chunk.items[posting.first : posting.first + posting.count]] if running else []
             )
             stage = posting.stage if running else -1
-            events.append(ChunkLost(chunk.id, worker.name, kind, message, stage, suspects))
+            logs = _output(worker) if i == 0 else {}  # how it died, if it could say
+            events.append(ChunkLost(chunk.id, worker.name, kind, message, stage, suspects, logs))
         self._close(worker)
         del self._workers[worker.slot]
         if not self._stopping and worker.ready:
@@ -230,7 +235,8 @@ class LocalEngine:
     def _close(worker: _Worker) -> None:
         worker.inbox.close()
         worker.outbox.close()
-        worker.log.close()
+        if worker.tail is not None:
+            worker.tail.close()
         if worker.exited is not None:
             os.close(worker.exited)
             worker.exited = None
@@ -250,6 +256,17 @@ class LocalEngine:
                     f"took longer than the {timeout:g} s item timeout; its worker {worker.name} was killed and replaced"
                 )
                 _kill(worker.process)
+
+
+def _process_name(process: subprocess.Popen[bytes]) -> str:
+    """host:pid, as the worker names itself (its name is known only once it speaks)."""
+    return f"{os.uname().nodename}:{process.pid}"
+
+
+def _output(worker: _Worker) -> dict[str, str]:
+    """What the worker wrote since the last look, by its name, where its output is carried."""
+    text = worker.tail.read() if worker.tail is not None else ""
+    return {_process_name(worker.process): text} if text else {}
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

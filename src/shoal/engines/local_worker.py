@@ -1,7 +1,9 @@
 """The worker process of the local engine: ``python -m shoal.engines.local_worker ...``.
 
 It speaks length-prefixed JSON over two inherited pipes, posts what it is running on the slot
-board, and dies with its coordinator (the kernel kills it when the parent goes away).
+board, and dies with its coordinator (the kernel kills it when the parent goes away). Its output
+(and its stages' children's) goes to its own log file, with the tracebacks of the first failures
+of each job, and is flushed before every report, so a report's items' output is in the file.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from shoal._json import encode, loads
 from shoal._pipe import PipeEnd
-from shoal.wire import JobSpec, Report
+from shoal.engines._logs import open_log
+from shoal.wire import Failure, JobSpec, Report
 
 FLUSH_EVERY = 0.02  #: seconds; report finished items at least this often within a chunk
+TRACEBACKS = 20  #: failures of one job whose traceback a process writes to its log
 
 
 def main(argv: list[str]) -> int:
-    inbox_fd, outbox_fd, slots_path, slot, parent = argv
+    inbox_fd, outbox_fd, slots_path, slot, parent, log_dir = argv
+    _log_to(log_dir)
     _die_with_parent(int(parent))
     faulthandler.enable()  # a segfaulting stage leaves its Python traceback in the worker log
     inbox = PipeEnd(int(inbox_fd))
@@ -50,10 +56,11 @@ def main(argv: list[str]) -> int:
         return 3
     _send(outbox, {"op": "ready", "worker": worker_name(), "startup_s": time.monotonic() - began})
     group = runtime.project.pipeline.group_size
+    failures = _FailureLog()
     while (message := messages.get()) is not None and message["op"] == "chunk":
         current["chunk"] = message["chunk"]
         job = JobSpec.from_dict(message["job"])
-        _run_chunk(runtime, job, outbox, message["chunk"], message["items"], group, current)
+        _run_chunk(runtime, job, outbox, message["chunk"], message["items"], group, current, failures)
         board.idle(int(slot))
     runtime.close()
     return 0
@@ -67,12 +74,15 @@ def _run_chunk(
     items: list[dict[str, Any]],
     group: int,
     current: dict[str, int],
+    failures: _FailureLog,
 ) -> None:
     pending = Report()
     flushed = time.perf_counter()
     for offset in range(0, len(items), group):
         current["offset"] = offset
-        pending.extend(runtime.run(items[offset : offset + group], job))
+        report = runtime.run(items[offset : offset + group], job)
+        failures.write(job.job_id, report.failed)
+        pending.extend(report)
         if time.perf_counter() - flushed > FLUSH_EVERY and offset + group < len(items):
             _send(outbox, {"op": "done", "chunk": chunk, **pending.to_dict()})
             pending, flushed = Report(), time.perf_counter()
@@ -95,13 +105,46 @@ def _drain(inbox: PipeEnd) -> queue.SimpleQueue[dict[str, Any] | None]:
 
 
 def _send(outbox: PipeEnd, message: dict[str, Any]) -> None:
+    if message["op"] == "done":  # what its items printed is in the log before the report is read
+        sys.stdout.flush()
+        sys.stderr.flush()
     outbox.send(encode(message))
+
+
+class _FailureLog:
+    """Writes the tracebacks of a job's failed items to the log, the first TRACEBACKS of them (a
+    batch that failed together once); every one is kept with its item in the ledger anyway."""
+
+    def __init__(self) -> None:
+        self.written: Counter[str] = Counter()  #: tracebacks written, by job
+
+    def write(self, job: str, failed: list[Failure]) -> None:
+        together: dict[tuple[str, str], list[str]] = {}
+        for failure in failed:
+            error = failure["error"]
+            key = (error["stage"], error.get("traceback") or error["message"])
+            together.setdefault(key, []).append(failure["id"])
+        for (stage, text), ids in together.items():
+            self.written[job] += 1
+            if self.written[job] <= TRACEBACKS:
+                items = f"item {ids[0]}" if len(ids) == 1 else f"items {', '.join(ids[:10])}{', ...' * (len(ids) > 10)}"
+                print(f"shoal: job {job}: {items} failed in stage {stage!r}:\n{text.rstrip()}", file=sys.stderr)
+            elif self.written[job] == TRACEBACKS + 1:
+                print(f"shoal: job {job}: more items failed; their tracebacks are kept with them only", file=sys.stderr)
 
 
 def _describe(exc: Exception) -> str:
     from shoal.errors import ShoalError
 
     return str(exc) if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
+
+
+def _log_to(folder: str) -> None:
+    """Send our output, and our stages' children's, to our own log file (or nowhere)."""
+    fd = open_log(Path(folder)) if folder else os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -14,10 +14,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from shoal.states import JOB_STATES
 from shoal.store import Ledger
 from shoal.store.schema import jobs
-
-STATES = ("pending", "running", "succeeded", "failed", "interrupted", "cancelled")
 
 
 class JobsCollector(Collector):
@@ -34,7 +33,7 @@ class JobsCollector(Collector):
                 found: dict[str, int] = {str(state): int(n) for state, n in rows}
         except SQLAlchemyError:
             return  # the ledger is unreachable: no figure is better than a wrong one
-        for state in dict.fromkeys([*STATES, *found]):
+        for state in dict.fromkeys([*JOB_STATES, *found]):
             family.add_metric([state], found.get(state, 0))
         yield family
 

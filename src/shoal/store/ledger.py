@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -35,7 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from shoal.errors import ConfigError, JobBusyError, MissingDependencyError, ShoalError
+from shoal.errors import ConfigError, JobBusyError, JobStateError, MissingDependencyError, ShoalError
+from shoal.states import FINISHED
 from shoal.store.migrate import migrate
 from shoal.store.rows import STATUS, insert_items, update_items
 from shoal.store.schema import events, items, jobs, of_job, runs, submissions, unfinished
@@ -81,7 +83,7 @@ class JobRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("succeeded", "failed", "cancelled")
+        return self.state in FINISHED
 
 
 class Ledger:
@@ -243,8 +245,9 @@ class Ledger:
 
     def requeue_failed(self, job_id: str, fingerprint: str) -> int:
         """Make a job's failed items pending again, for a retry with the code ``fingerprint``;
-        returns how many. Refused (JobBusyError) while a run owns the job: the job is taken in
-        the same transaction, so no run can start or finish it halfway."""
+        returns how many. A row that could not be read (nothing stored to run) stays failed.
+        Refused (JobBusyError) while a run owns the job: the job is taken in the same
+        transaction, so no run can start or finish it halfway."""
         now = time.time()
         with self._begin() as conn:
             taken = conn.execute(
@@ -254,9 +257,12 @@ class Ledger:
             ).rowcount
             if not taken:
                 raise JobBusyError(f"job {job_id} is running (held by {self.owner_of(job_id)}); retry it once it ends")
+            runnable = or_(items.c.uri.is_not(None), items.c.meta.is_not(None))
             moved = conn.execute(
-                update(items).where(*unfinished(self._num(job_id), "failed")).values(status="pending")
+                update(items).where(*unfinished(self._num(job_id), "failed"), runnable).values(status="pending")
             ).rowcount
+            if not moved:  # every failed item is a row that could not be read: nothing can run
+                raise JobStateError(f"job {job_id} has no failed items that can run again: see its errors.csv")
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
@@ -294,6 +300,32 @@ class Ledger:
             self._nums[job_id] = self.get_job(job_id).num
         return self._nums[job_id]
 
+    def reread(self, job_id: str, changes: Sequence[dict[str, Any]]) -> None:
+        """Store what a retry read anew for failed items: each change names an item (``id``) and
+        its ``input``, ``uri``, ``meta`` now, and for a row still unreadable, ``error`` (the
+        cause now). Only items still failed change: a run that took them meanwhile wins."""
+        if not changes:
+            return
+        where = (*unfinished(self._num(job_id), "failed"), items.c.id == bindparam("item"))
+        values: dict[str, Any] = {
+            "input": bindparam("now_input"),
+            "uri": bindparam("now_uri"),
+            "meta": bindparam("now_meta"),
+        }
+        rows = [
+            {"item": c["id"], "now_input": c["input"], "now_uri": c["uri"], "now_meta": c["meta"], "cause": c["error"]}
+            for c in changes
+        ]
+        with self._begin() as conn:
+            readable = [r for r in rows if r["cause"] is None]
+            if readable:
+                conn.execute(update(items).where(*where).values(values), readable)
+            unreadable = [r for r in rows if r["cause"] is not None]
+            if unreadable:
+                conn.execute(
+                    update(items).where(*where).values({**values, "error_message": bindparam("cause")}), unreadable
+                )
+
     def has_items(self, job_id: str) -> bool:
         """Whether any item of the job is recorded (a run may have written some before it was killed)."""
         with self.engine.connect() as conn:
@@ -310,12 +342,12 @@ class Ledger:
                 found.update((row.id, (row.seq, row.input)) for row in conn.execute(query))
         return found
 
-    def pending(self, job_id: str, after_seq: int, limit: int) -> list[RowMapping]:
-        """The job's pending items after a position, in input order (through the index of items
-        not succeeded: a job of millions with none pending answers at once)."""
+    def pending(self, job_id: str, after_seq: int, limit: int, status: str = "pending") -> list[RowMapping]:
+        """The job's pending (or ``status``) items after a position, in input order (through the
+        index of items not succeeded: a job of millions with none pending answers at once)."""
         query = (
             select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
-            .where(*unfinished(self._num(job_id), "pending"), items.c.seq > after_seq)
+            .where(*unfinished(self._num(job_id), status), items.c.seq > after_seq)
             .order_by(items.c.seq)
             .limit(limit)
         )

@@ -36,17 +36,25 @@ def page_jobs(
 
 
 def page_items(
-    ledger: Ledger, job: JobRecord, *, status: str | None = None, after: int = -1, limit: int = 50
+    ledger: Ledger,
+    job: JobRecord,
+    *,
+    status: str | None = None,
+    after: int = -1,
+    limit: int = 50,
+    with_result: bool = False,
 ) -> list[RowMapping]:
     """Up to ``limit`` of a job's items after position ``after``, in input order: a range of the
     primary key (or, by status, of the index of unfinished items), however deep into a job of
-    millions the page is. No count: a job's counts are kept with it."""
+    millions the page is. No count: a job's counts are kept with it. ``with_result`` adds each
+    item's result record."""
     if status is None or status == "succeeded":
         where = [*of_job(job.num, after)] + ([items.c.status == status] if status else [])
         order = items.c.key
     else:
         where, order = [*unfinished(job.num, status), items.c.seq > after], items.c.seq
-    query = select(*(items.c[c] for c in SUMMARY)).where(*where).order_by(order).limit(limit)
+    columns = (*SUMMARY, "result") if with_result else SUMMARY
+    query = select(*(items.c[c] for c in columns)).where(*where).order_by(order).limit(limit)
     with ledger.engine.connect() as conn:
         return list(conn.execute(query).mappings())
 

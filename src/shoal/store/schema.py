@@ -33,7 +33,7 @@ jobs = Table(
     Column("inputs", Text, nullable=False),  #: JSON list of input URIs
     Column("options", Text, nullable=False),  #: JSON of the options that change results
     Column("out", Text, nullable=False),  #: the run folder
-    Column("state", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),

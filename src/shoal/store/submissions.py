@@ -7,10 +7,9 @@ import time
 from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from shoal.states import FINISHED
 from shoal.store.ledger import JobRecord, Ledger
 from shoal.store.schema import jobs, submissions
-
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def record_submission(ledger: Ledger, job_id: str, *, by: str | None = None, upload: str | None = None) -> None:

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shoal.web.fields import COUNT_MAX, Name, PathText, Text, check_json
 
-JobState = Literal["pending", "running", "succeeded", "failed", "interrupted", "cancelled"]
+JobState = Literal["pending", "running", "succeeded", "completed_with_errors", "failed", "interrupted", "cancelled"]
 ItemStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
 
@@ -118,7 +118,10 @@ class JobPublic(BaseModel):
     created_at: float = Field(description="UTC epoch seconds")
     updated_at: float
     finished_at: float | None
-    duration_s: float | None = Field(description="seconds from creation to finish (or to now)")
+    started_at: float | None = Field(
+        None, description="when its latest run began (a retried or resumed job was created long before); null before"
+    )
+    duration_s: float | None = Field(description="seconds its latest run took (or has run now); null before one began")
     queued: bool = Field(description="waiting for a free slot on this server")
     error: str | None = Field(None, description="why the job could not run here, if it could not")
     submitted_by: str | None = None
@@ -152,6 +155,7 @@ class ItemPublic(BaseModel):
     error_type: str | None
     error_message: str | None
     artifacts: list[ArtifactPublic] | None = Field(None, description="with ?artifacts=true")
+    result: Any = Field(None, description="with ?results=true: its merged stage results (null unless it succeeded)")
 
 
 class ItemPage(BaseModel):

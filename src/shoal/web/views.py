@@ -19,7 +19,7 @@ from shoal.web.schemas import ArtifactPublic, Attempt, Counts, ItemDetail, ItemP
 from shoal.web.service import JobService
 
 log = logging.getLogger("shoal.web")
-ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f != "artifacts")
+ITEM_FIELDS = tuple(f for f in ItemPublic.model_fields if f not in ("artifacts", "result"))
 
 
 class JobViews:
@@ -79,8 +79,21 @@ class JobViews:
         snap = None if feed is None else feed.snapshot
         return snap if snap and snap.get("state") == "running" and job.state == "running" else None
 
+    def _timing(self, job: JobRecord) -> tuple[float | None, float | None]:
+        """When the job's latest run began, and the seconds it ran: to the job's end, to now while
+        it runs, else to that run's end. A retried or resumed job was created long before."""
+        runs = self.ledger.runs(job.id)
+        last = runs[-1] if runs else None
+        if job.finished:
+            start = None if last is None else last["started_at"]
+            return start, round((job.finished_at or time.time()) - (start or job.created_at), 3)
+        if last is None or (job.state == "running" and last["ended_at"] is not None):
+            return None, None  # no run has begun yet (or a new one is starting)
+        end = last["ended_at"] if last["ended_at"] is not None else time.time()
+        return last["started_at"], round(end - last["started_at"], 3)
+
     def _view(self, job: JobRecord, counts: dict[str, int], snap: dict[str, Any] | None) -> JobPublic:
-        end = job.finished_at if job.finished else None
+        started, took = self._timing(job)
         return JobPublic(
             id=job.id,
             pipeline=job.pipeline,
@@ -93,17 +106,23 @@ class JobViews:
             created_at=job.created_at,
             updated_at=job.updated_at,
             finished_at=job.finished_at,
-            duration_s=round((end or time.time()) - job.created_at, 3),
+            started_at=started,
+            duration_s=took,
             queued=job.state != "running" and not job.finished and self.service.active(job.id),
             error=self.service.error(job.id),
             out=job.out,
         )
 
 
-def item_public(row: RowMapping, job: JobRecord | None = None) -> ItemPublic:
+def item_public(row: RowMapping, job: JobRecord | None = None, result: Any = None) -> ItemPublic:
     """An item; with ``job``, its artifacts too."""
     found = None if job is None else artifacts_of(job, row["id"])
-    return ItemPublic(**{k: row[k] for k in ITEM_FIELDS}, artifacts=found)
+    return ItemPublic(**{k: row[k] for k in ITEM_FIELDS}, artifacts=found, result=result)
+
+
+def item_result(row: RowMapping) -> Any:
+    """A succeeded item's result record (None for any other)."""
+    return _json(row["result"]) if row["status"] == "succeeded" else None
 
 
 def artifacts_of(job: JobRecord, item_id: str) -> list[ArtifactPublic]:

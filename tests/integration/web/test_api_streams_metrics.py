@@ -36,7 +36,8 @@ def test_metrics_agree_with_the_ledger(
     items = _series(text, "shoal_items_total")
     assert items['{outcome="succeeded",pipeline="tool"}'] == job["counts"]["succeeded"] == 5
     assert items['{outcome="failed",pipeline="tool"}'] == job["counts"]["failed"] == 2
-    assert _series(text, "shoal_jobs")['{state="failed"}'] == 1
+    assert _series(text, "shoal_jobs")['{state="completed_with_errors"}'] == 1
+    assert _series(text, "shoal_jobs")['{state="failed"}'] == 0
     assert sum(_series(text, "shoal_worker_items_total").values()) == 7
 
 
@@ -65,7 +66,7 @@ def test_a_streaming_job_takes_posted_items_until_closed(
         assert sent == 20
 
         events = wait_for_end(http, job_id)
-        assert events[-1][1]["state"] == "failed"  # the bad file fails, as it would in any job
+        assert events[-1][1]["state"] == "completed_with_errors"  # the bad file fails, as it would in any job
         job = http.get(f"/api/v1/jobs/{job_id}").json()
         assert job["counts"]["total"] == 3 + sent
         later = http.post(f"/api/v1/jobs/{job_id}/items", json={"items": first})

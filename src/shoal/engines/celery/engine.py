@@ -5,6 +5,9 @@ many threads it has. Tasks go to the queue of the job's code version. Every in-f
 watched: a running chunk beats a heartbeat each second, so one whose beats stop (its worker was
 killed, or its result was lost with a broker restart) is declared lost within LOST_AFTER seconds
 and its items are sent again, instead of waiting out a broker's visibility timeout.
+
+What the worker processes wrote while running a chunk comes back in its report; it is appended to
+``<log dir>/<host>-<pid>.log``, as the local engine's processes write theirs there themselves.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from kombu.exceptions import OperationalError
 
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
+from shoal.engines._logs import Collector
 from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.results import ResultWatch
 from shoal.errors import ConfigError, ShoalError
@@ -34,6 +39,7 @@ LOST_AFTER = 5.0  #: seconds without a sign of life before an in-flight chunk is
 BROKER_GRACE = 120.0  #: seconds the broker may be unreachable before the run gives up
 OVERTAKEN_AFTER = 2.0  #: seconds a queued chunk may trail one sent after it before it is presumed lost
 DISCOVER_EVERY = 10.0  #: seconds between asking which workers are there
+REPLY_WAIT = 0.5  #: seconds a round of asking waits for the workers' replies
 FULL_CHECK_EVERY = 0.5  #: seconds between reads of every chunk's state where changes are pushed
 PREFETCH = 2  #: chunks in flight per worker thread
 
@@ -52,7 +58,16 @@ class _Flight:
 class CeleryEngine:
     """Chunks as Celery tasks on `shoal worker` processes anywhere the broker reaches."""
 
-    def __init__(self, broker_url: str, *, queue: str, fingerprint: str, pipeline: str, discover_timeout: float = 5.0):
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        queue: str,
+        fingerprint: str,
+        pipeline: str,
+        discover_timeout: float = 5.0,
+        log_dir: Path | None = None,
+    ):
         self.broker_url = broker_url
         self.queue = queue_name(queue, fingerprint)
         self.fingerprint = fingerprint
@@ -71,6 +86,7 @@ class CeleryEngine:
         self._down_since: float | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._logs = Collector(log_dir) if log_dir is not None else None
 
     @property
     def workers(self) -> int:
@@ -87,8 +103,8 @@ class CeleryEngine:
         self._app = make_app(self.broker_url)
         self._results = ResultWatch(self._app)
         deadline = time.monotonic() + self.discover_timeout
-        try:
-            found = self._discover(first=True) or self._discover()
+        try:  # a whole round, not the first reply: the run starts with (and says) how many there are
+            found = self._discover()
             while not found and time.monotonic() < deadline:
                 time.sleep(0.5)
                 found = self._discover()
@@ -119,6 +135,8 @@ class CeleryEngine:
         assert self._results is not None
         deadline = time.monotonic() + timeout
         events = self._announce()
+        if self._logs is not None:
+            self._logs.pump()  # what came while the last write was under way
         while True:
             now = time.monotonic()
             if now >= self._next_check:  # every state read: resends, and silent chunks noticed
@@ -145,6 +163,8 @@ class CeleryEngine:
         if self._results is not None:
             self._results.close()
         self._app.close()
+        if self._logs is not None:
+            self._logs.close()
 
     # --- watching the chunks -----------------------------------------------------------------
     def _send(self, flight: _Flight) -> None:
@@ -199,7 +219,10 @@ class CeleryEngine:
             del self._flights[chunk_id]
             self._unwatch(flight.task_id)
             _forget(self._app, flight.task_id)
-            return ItemsDone(chunk_id, str(info.get("worker", "")), Report.from_dict(info))
+            report = Report.from_dict(info)
+            if self._logs is not None and report.logs:
+                self._logs.add(report.logs)
+            return ItemsDone(chunk_id, str(info.get("worker", "")), report)
         if state in ("FAILURE", "REVOKED"):
             return self._lose(chunk_id, f"ended as {state}: {info}")
         if state in ("STARTED", "PROGRESS"):
@@ -251,11 +274,10 @@ class CeleryEngine:
         log.warning("the broker at %s is back", _safe(self.broker_url))
 
     # --- finding workers ---------------------------------------------------------------------
-    def _discover(self, first: bool = False) -> bool:
-        """Ask the workers which code they run. ``first``: stop at the first reply, so a run starts
-        at once; a full round (which waits out its timeout) follows in the background."""
+    def _discover(self) -> bool:
+        """Ask the workers which code they run (a round waits out REPLY_WAIT for every reply)."""
         assert self._app is not None
-        replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=0.5, limit=1 if first else None)
+        replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=REPLY_WAIT)
         found = [(name, info) for reply in replies or [] for name, info in reply.items() if isinstance(info, dict)]
         self._others = [(name, info) for name, info in found if info.get("fingerprint") != self.fingerprint]
         mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
@@ -264,9 +286,7 @@ class CeleryEngine:
         return bool(mine)
 
     def _rediscover(self) -> None:
-        wait = 0.0  # the first round at once: the quick start heard from one worker only
-        while not self._stop.wait(wait):
-            wait = DISCOVER_EVERY
+        while not self._stop.wait(DISCOVER_EVERY):
             try:
                 self._discover()
             except Exception as exc:  # a broker restart: try again on the next round

@@ -57,7 +57,7 @@ class Supervisor:
         self.project = project
         self.metrics = metrics
         self.stage_names = [s.name for s in project.pipeline.stages]
-        self._engine = LocalEngine(project.root, project.fingerprint, processes, log_dir=log_dir)
+        self._engine = LocalEngine(project.root, project.fingerprint, processes, log_dir=log_dir, carry_logs=True)
         self._inbox: queue.SimpleQueue[tuple[JobSpec, list[WireItem], Future[tuple[str, Report]]]] = queue.SimpleQueue()
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
@@ -155,6 +155,7 @@ class Supervisor:
             {"id": i, "start": None, "end": None, "seconds": "{}", "error": error} for i in suspects
         ]
         waiting.report.lost += [i for i in unfinished if i not in set(suspects)]
+        waiting.report.extend(Report(logs=event.logs))  # how its process died, if it said
         self._finish(event.chunk_id)
 
     def _finish(self, chunk_id: int) -> None:

@@ -3,6 +3,10 @@
 The Celery worker runs a thread pool; each thread hands its task's chunk to the supervisor's
 processes and waits, beating a heartbeat into the result backend so the coordinator can tell a
 slow chunk from a dead worker.
+
+Every process logs to a file of its own in the log dir, ``<host>-<pid>.log``: this one (Celery's
+own log) and each of the supervisor's; what the latter write while running a chunk also goes back
+with the chunk's report, to the job's run folder.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.engines._logs import open_log
 from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.supervisor import Supervisor
 from shoal.errors import FingerprintMismatchError
@@ -61,11 +66,22 @@ def serve(
             without_mingle=True,  # start in a second, not three; revokes still reach live workers
             without_gossip=True,
         )
+        if log_dir is not None:  # after Celery set up logging, so the console keeps its own
+            _log_to_file(log_dir)
         worker.start()
     finally:
         supervisor.close()
         if endpoint is not None:
             endpoint.close()
+
+
+def _log_to_file(folder: Path) -> None:
+    """This process's log records (and, once Celery redirects them, its prints) go to its own file
+    as well, beside its supervisor's processes' files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.StreamHandler(os.fdopen(open_log(folder), "a", encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(threadName)s] %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def register(app: Celery, project: Project, supervisor: Supervisor, *, concurrency: int, queue: str) -> None:

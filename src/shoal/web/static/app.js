@@ -3,6 +3,8 @@
 "use strict";
 
 const API = "/api/v1";
+//: the states a job ends in: nothing more happens to it (unless it is retried)
+const FINISHED = ["succeeded", "completed_with_errors", "failed", "cancelled"];
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const enc = encodeURIComponent;
@@ -40,6 +42,26 @@ function duration(seconds) {
 }
 
 const when = (epoch) => new Date(epoch * 1000).toLocaleString();
+
+// A result record as table cells: its keys, a nested object's one level down as `stage.key`.
+function flatten(result) {
+  if (result == null) return {};
+  if (typeof result !== "object" || Array.isArray(result)) return { result };
+  const cells = {};
+  for (const [key, value] of Object.entries(result)) {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [inner, v] of Object.entries(value)) cells[`${key}.${inner}`] = v;
+    } else cells[key] = value;
+  }
+  return cells;
+}
+
+const cellText = (v) => (v == null ? "" : typeof v === "string" ? v : JSON.stringify(v));
+
+function compareCells(a, b) {
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  return cellText(a).localeCompare(cellText(b), undefined, { numeric: true });
+}
 
 // A video the browser cannot play becomes a note with a download link instead of a black box:
 // either its codec (OpenCV's default mp4v plays in no browser; WebM VP8/VP9 and H.264 MP4 do) or
@@ -202,26 +224,40 @@ function submitPage() {
 function jobPage() {
   const id = document.body.dataset.job;
   const base = `/jobs/${enc(id)}`;
-  let failedShown = 20, previewsShown = 12, lastFailed = -1, lastSucceeded = -1, started = Date.now();
-  let pendingRefresh = null;
+  const RESULTS_SIZE = 50;
+  let failedShown = 20, previewsShown = 12, lastFailed = -1, lastSucceeded = -1;
+  let pendingRefresh = null, finished = false, askingStart = false;
+  // when the running job's latest run began, on this browser's clock (the server counts the
+  // seconds, so a skewed clock here does not matter); null: nothing ticks
+  let runStart = null;
+  // the results table: the `after` of each page up to the one shown, its rows, columns and order
+  let resultsAfter = [-1], resultsNext = null, resultRows = [], resultColumns = [], resultSort = null;
 
-  function counts(c) {
+  // The state badge and the bar always change together, in one tick and from one source: a
+  // finished state never shows beside a bar still on its way (a finished bar does not animate).
+  function progress(c, s, queued) {
+    state(s, queued);
     setBar($("#progress"), c);
     for (const k of ["succeeded", "failed", "pending", "total"]) $("#c-" + k).textContent = c[k];
   }
   function state(s, queued) {
     const label = queued ? "queued" : s;
     const badge = $("#state");
+    finished = FINISHED.includes(s);
     badge.textContent = label;
     badge.className = "badge " + label;
-    $("#cancel").hidden = ["succeeded", "failed", "cancelled"].includes(s);
-    if (!["succeeded", "failed", "cancelled"].includes(s)) $("#retry").hidden = true;
+    $("#progress").classList.toggle("final", finished);
+    $("#cancel").hidden = finished;
+    $("#delete").hidden = !finished;
+    if (!finished) $("#retry").hidden = true;
+    else runStart = null;
+    if (finished && !$("#previews .tile")) $("#previews-section").hidden = true;
   }
   function render(job) {
-    state(job.state, job.queued);
-    counts({ ...job.counts });
+    progress({ ...job.counts }, job.state, job.queued);
     $("#inputs").textContent = job.inputs.length + (job.inputs.length === 1 ? " input" : " inputs") + ": " + job.inputs.join(", ");
     $("#c-took").textContent = duration(job.duration_s);
+    runStart = job.state === "running" && job.started_at != null ? Date.now() - job.duration_s * 1000 : null;
     if (job.live) {
       $("#c-rate").textContent = job.live.rate.toFixed(1);
       $("#c-eta").textContent = duration(job.live.eta_s);
@@ -229,8 +265,15 @@ function jobPage() {
     const err = $("#job-error");
     err.hidden = !job.error;
     err.textContent = job.error || "";
-    started = Date.now() - job.duration_s * 1000;
-    $("#retry").hidden = !(["succeeded", "failed", "cancelled"].includes(job.state) && job.counts.failed > 0);
+    $("#retry").hidden = !(FINISHED.includes(job.state) && job.counts.failed > 0);
+  }
+  async function clock() {
+    if (askingStart) return; // the job runs now, and this page does not know since when: ask
+    askingStart = true;
+    try {
+      const job = await api(base);
+      if (job.state === "running" && job.started_at != null && !finished) runStart = Date.now() - job.duration_s * 1000;
+    } finally { askingStart = false; }
   }
   async function failed() {
     const data = await api(`${base}/items?status=failed&size=${failedShown}`);
@@ -252,9 +295,48 @@ function jobPage() {
       }
     }
     $("#previews").innerHTML = tiles.join("") || `<p class="muted">none yet</p>`;
+    $("#previews-section").hidden = finished && !tiles.length; // a finished job without pictures: no card
     watchVideos($("#previews"));
     $("#preview-count").textContent = data.total ? `(${data.items.length} of ${data.total} items)` : "";
     $("#previews-more").hidden = data.total <= data.items.length;
+  }
+  async function results() {
+    const after = resultsAfter[resultsAfter.length - 1];
+    const data = await api(`${base}/items?status=succeeded&size=${RESULTS_SIZE}&after=${after}&results=true`);
+    if (!data.items.length && resultsAfter.length > 1) { resultsAfter.pop(); return results(); } // past the end
+    $("#results-section").hidden = data.total === 0;
+    resultsNext = data.next;
+    resultRows = data.items.map((it) => ({ id: it.id, cells: flatten(it.result) }));
+    const keys = [...new Set(resultRows.flatMap((r) => Object.keys(r.cells)))];
+    resultColumns = [{ key: null, label: "item" }, ...keys.map((k) => ({ key: k, label: k }))];
+    const first = (resultsAfter.length - 1) * RESULTS_SIZE;
+    $("#results-info").textContent = data.items.length ? `rows ${first + 1}–${first + data.items.length} of ${data.total}` : "";
+    $("#results-count").textContent = `(${data.total})`;
+    $("#results-prev").disabled = resultsAfter.length <= 1;
+    $("#results-next").disabled = data.next == null;
+    drawResults();
+  }
+  function drawResults() {
+    const value = (row, key) => (key === null ? row.id : row.cells[key]);
+    const rows = resultRows.slice();
+    if (resultSort) {
+      const { key, dir } = resultSort;
+      rows.sort((x, y) => {
+        const a = value(x, key), b = value(y, key);
+        if (a == null || b == null) return (a == null) - (b == null); // empty cells last either way
+        return dir * compareCells(a, b);
+      });
+    }
+    $("#results-head").innerHTML = resultColumns.map((c, i) => {
+      const sorted = resultSort && resultSort.key === c.key ? ` aria-sort="${resultSort.dir > 0 ? "ascending" : "descending"}"` : "";
+      return `<th data-col="${i}"${sorted} title="sort the rows of this page by ${esc(c.label)} (again: the other way). Only the page shown is sorted: sorting the whole job would read every row of it.">${esc(c.label)}</th>`;
+    }).join("");
+    $("#results").innerHTML = rows.map((r) => `<tr data-item="${esc(r.id)}">` + resultColumns.map((c) => {
+      if (c.key === null) return `<td><a href="/jobs/${enc(id)}/items/${enc(r.id)}">${esc(r.id)}</a></td>`;
+      const v = r.cells[c.key], text = cellText(v);
+      const shown = text.length > 80 ? text.slice(0, 79) + "…" : text;
+      return `<td${typeof v === "number" ? ' class="num"' : ""}${shown !== text ? ` title="${esc(text)}"` : ""}>${esc(shown)}</td>`;
+    }).join("") + "</tr>").join("");
   }
   function charts(final, finishedItems) {
     if (!finishedItems) return; // nothing to draw yet
@@ -267,7 +349,7 @@ function jobPage() {
       pendingRefresh = null;
       try {
         if (c.failed !== lastFailed) { lastFailed = c.failed; await failed(); }
-        if (c.succeeded !== lastSucceeded) { lastSucceeded = c.succeeded; await previews(); }
+        if (c.succeeded !== lastSucceeded) { lastSucceeded = c.succeeded; await previews(); await results(); }
       } catch (e) { flash(e.message); }
     }, 300);
   }
@@ -277,9 +359,9 @@ function jobPage() {
       render(job);
       lastFailed = job.counts.failed;
       lastSucceeded = job.counts.succeeded;
-      await Promise.all([failed(), previews()]);
+      await Promise.all([failed(), previews(), results()]);
       charts(final, job.counts.succeeded + job.counts.failed);
-      if (["succeeded", "failed", "cancelled"].includes(job.state)) $("#c-eta").textContent = "–";
+      if (FINISHED.includes(job.state)) $("#c-eta").textContent = "–";
     } catch (e) { flash(e.message); }
   }
   $("#cancel").addEventListener("click", async () => {
@@ -292,17 +374,45 @@ function jobPage() {
       location.reload(); // follow the job again from the start: its state, counts and events
     } catch (e) { flash(e.message); }
   });
+  $("#delete").addEventListener("click", async () => {
+    if (!confirm(`Delete job ${id} for good? Its records, results and files are removed.`)) return;
+    try {
+      await api(base, { method: "DELETE" });
+      location.href = "/";
+    } catch (e) { flash(e.message); }
+  });
   $("#failed-more").addEventListener("click", () => { failedShown += 50; failed(); });
   $("#previews-more").addEventListener("click", () => { previewsShown += 24; previews(); });
-  setInterval(() => { if (!["succeeded", "failed", "cancelled"].includes($("#state").textContent)) $("#c-took").textContent = duration((Date.now() - started) / 1000); }, 1000);
+  $("#results-next").addEventListener("click", () => { resultsAfter.push(resultsNext); results().catch((e) => flash(e.message)); });
+  $("#results-prev").addEventListener("click", () => { resultsAfter.pop(); results().catch((e) => flash(e.message)); });
+  $("#results-head").addEventListener("click", (e) => {
+    const th = e.target.closest("th");
+    if (!th) return;
+    const { key } = resultColumns[Number(th.dataset.col)];
+    resultSort = { key, dir: resultSort && resultSort.key === key ? -resultSort.dir : 1 };
+    drawResults();
+  });
+  const lightbox = $("#lightbox");
+  for (const chart of [$("#chart-runtime"), $("#chart-throughput")]) {
+    chart.addEventListener("click", () => {
+      $("#lightbox-img").src = chart.src;
+      $("#lightbox-img").alt = chart.alt;
+      $("#lightbox-open").href = chart.src;
+      lightbox.showModal();
+    });
+  }
+  $("#lightbox-close").addEventListener("click", () => lightbox.close());
+  $("#lightbox-img").addEventListener("click", () => lightbox.close());
+  lightbox.addEventListener("click", (e) => { if (e.target === lightbox) lightbox.close(); }); // the backdrop
+  setInterval(() => { if (runStart !== null && !finished) $("#c-took").textContent = duration((Date.now() - runStart) / 1000); }, 1000);
 
   reload(false).then(() => {
     const events = new EventSource(API + base + "/events");
     events.addEventListener("progress", (e) => {
       const c = JSON.parse(e.data);
       if (c.total === undefined) return;
-      counts({ total: c.total, succeeded: c.succeeded, failed: c.failed, pending: c.pending, cancelled: c.cancelled });
-      state(c.state, c.queued);
+      progress({ total: c.total, succeeded: c.succeeded, failed: c.failed, pending: c.pending, cancelled: c.cancelled }, c.state, c.queued);
+      if (c.state === "running" && runStart === null) clock().catch(() => {}); // it began since the page loaded
       if (c.rate !== undefined) $("#c-rate").textContent = Number(c.rate).toFixed(1);
       if (c.eta_s !== undefined) $("#c-eta").textContent = duration(c.eta_s);
       refreshLists(c);

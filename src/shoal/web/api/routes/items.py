@@ -11,7 +11,7 @@ from shoal.errors import NotFoundError
 from shoal.store.queries import find_item, page_items
 from shoal.web.api.deps import ItemId, JobDep, PartsDep
 from shoal.web.schemas import ItemDetail, ItemPage, ItemStatus, Problem
-from shoal.web.views import item_detail, item_public
+from shoal.web.views import item_detail, item_public, item_result
 
 router = APIRouter(prefix="/jobs/{job_id}/items", tags=["items"])
 
@@ -38,11 +38,12 @@ def list_items(
     ] = -1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
     artifacts: Annotated[bool, Query(description="list each item's artifacts too")] = False,
+    results: Annotated[bool, Query(description="each succeeded item's result record too")] = False,
 ) -> ItemPage:
     """Pages follow each other by position (keyset), so a page deep into a job of millions costs
     what the first does."""
-    rows = page_items(parts.ledger, job, status=status, after=after, limit=size)
-    listed = [item_public(r, job if artifacts else None) for r in rows]
+    rows = page_items(parts.ledger, job, status=status, after=after, limit=size, with_result=results)
+    listed = [item_public(r, job if artifacts else None, item_result(r) if results else None) for r in rows]
     total = job.counts[status] if status else sum(job.counts.values())
     return ItemPage(items=listed, total=total, size=size, next=rows[-1]["seq"] if len(rows) == size else None)
 
