@@ -238,7 +238,7 @@ class Coordinator:
     def _resume_page(self) -> None:
         """Queue items an earlier run left pending (retries included), in input order."""
         assert self._resume_after is not None
-        rows = self.ledger.pending(self.job.id, self._resume_after, INGEST_BATCH)
+        rows = self.ledger.unfinished_page(self.job.id, "pending", self._resume_after, INGEST_BATCH)
         if not rows:
             self._resume_after = None
             return

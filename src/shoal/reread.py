@@ -6,9 +6,12 @@ its item when first read, so only reading the table again shows a fixed row. The
 in order beside the job's failed items (both go by position), so nothing is held in memory and
 the ledger is asked only for failed items, a page at a time.
 
-An entry at a failed item's position is that item's when it has the item's id, or when the item
-was a row that could not be read at all (its id came from its line). Another entry there means
-the inputs changed shape (rows added or removed): the item keeps what it read first.
+An entry at a failed item's position is that item's when it has the item's id, or, for a row, an
+id the job has nowhere else while the inputs hold as many entries as when the job read them (a
+row fixed so that its id changed: a corrected file path, a row that could not be read at all).
+Rows added or removed change the ids of the rows after them (their ids come from their lines):
+then only an entry with the item's own id is taken, the others keep what they read first, and
+no row runs twice under two ids.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ class Reread:
     def describe(self) -> str:
         if self.stream:
             return "the job reads a stream: its failed items run with the entries read the first time"
-        said = f"{self.changed} failed item{'s' * (self.changed != 1)} read{'s' * (self.changed == 1)} differently now"
-        return said + (
-            f"; {self.unreadable} row{'s' * (self.unreadable != 1)} still unreadable" if self.unreadable else ""
-        )
+        verb = "reads" if self.changed == 1 else "read"
+        said = f"{plural(self.changed, 'failed item')} {verb} differently now"
+        return said + (f"; {plural(self.unreadable, 'row')} still unreadable" if self.unreadable else "")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def reread_failed(ledger: Ledger, job: JobRecord, policy: ReadPolicy | None = None) -> Reread:
@@ -54,14 +60,24 @@ def reread_failed(ledger: Ledger, job: JobRecord, policy: ReadPolicy | None = No
         return Reread(stream=True)
     found, entries = Reread(), enumerate(open_inputs(inputs, policy=policy))
     seq, entry, after = -1, None, -1
-    while page := ledger.pending(job.id, after, PAGE, status="failed"):
+    same_shape: bool | None = None  #: counted once, and only when an entry's id changed
+    while page := ledger.unfinished_page(job.id, "failed", after, PAGE):
         after = page[-1]["seq"]
-        changes = []
+        here: list[tuple[RowMapping, Entry]] = []
         for row in page:
             while seq < row["seq"] and seq != END:
                 seq, entry = next(entries, (END, None))
-            if seq == row["seq"] and entry is not None and (change := _change(row, entry)):
-                changes.append(change)
+            if seq == row["seq"] and entry is not None:
+                here.append((row, entry))
+        moved = sorted(e.id for row, e in here if e.id != row["id"])
+        if moved and same_shape is None:
+            same_shape = sum(1 for _ in open_inputs(inputs, policy=policy)) == job.entries
+        elsewhere = ledger.known(job.id, moved) if moved and same_shape else {}
+        changes = [
+            c
+            for row, e in here
+            if (e.id == row["id"] or (same_shape and e.id not in elsewhere)) and (c := _change(row, e))
+        ]
         ledger.reread(job.id, changes)
         _counted(found, changes)
         if seq == END:
@@ -70,10 +86,13 @@ def reread_failed(ledger: Ledger, job: JobRecord, policy: ReadPolicy | None = No
 
 
 def _change(row: RowMapping, entry: Entry) -> dict[str, Any] | None:
-    """What to store for a failed item given the entry now at its position; None to keep it."""
+    """What to store for a failed item given its entry now; None when nothing changed or the
+    entry is not the item's: a file named by another path is another file, while a row may be
+    fixed under another id, and a row that could not be read had no id of its own."""
     could_read = row["uri"] is not None or row["meta"] is not None
-    if entry.id != row["id"] and could_read:
-        return None  # another entry sits here now: the inputs changed shape
+    rows_both = row["meta"] is not None and (entry.meta is not None or entry.error is not None)
+    if entry.id != row["id"] and could_read and not rows_both:
+        return None
     if entry.error is not None:
         return {"id": row["id"], "input": entry.input, "uri": None, "meta": None, "error": entry.error}
     meta = None if entry.meta is None else dumps(entry.meta)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
-from shoal.errors import ConfigError, InputError, JobBusyError, RunFolderError
+from shoal.errors import ConfigError, InputError, JobBusyError, JobStateError, RunFolderError
 from shoal.middleware import Middleware, MiddlewareStack, Progress
 from shoal.outputs import atomic_write, folder_owner, is_local, run_folder
 from shoal.project import Project, load_project
@@ -133,7 +133,12 @@ def retry(
                 f"{project.fingerprint}): retry without --same-code to run its failed items with the new code"
             )
         options = {**json.loads(job.options), **(flags or {}), "db_url": db_url}
-        plan = retry_plan(ledger, job, project, options, reread=not same_inputs)
+        try:
+            plan = retry_plan(ledger, job, project, options, reread=not same_inputs)
+        except JobStateError:  # nothing can run; a row read again may have changed a failure's cause
+            if report and not same_inputs:
+                _finished(ledger, job, report=True, again=True)
+            raise
         return replace(execute(ledger, plan, middleware=middleware, report=report), reread=plan.reread)
     finally:
         ledger.close()
@@ -150,21 +155,22 @@ def retry_plan(ledger: Ledger, job: JobRecord, project: Project, flags: dict[str
     settings = settings_for(project, inputs, flags)
     found = None
     if reread:
+        ledger.check_unowned(job.id)  # a run holding the job keeps its rows as they are
         try:
             found = reread_failed(ledger, job, settings.policy)
         except InputError as exc:
             raise InputError(
-                f"job {job.id}: its inputs cannot be read again ({exc}); retry with --same-inputs to run "
-                "the failed items as they were first read"
+                f"job {job.id}: its inputs cannot be read again ({exc}); retry with --same-inputs "
+                "(same_inputs=true in the API) to run the failed items as they were first read"
             ) from None
     ledger.requeue_failed(job.id, project.fingerprint)
     return Plan(project, settings, inputs, ledger.get_job(job.id), resumed=True, retry=True, reread=found)
 
 
-def _finished(ledger: Ledger, job: JobRecord, report: bool) -> RunResult:
-    """A job that already ran: its report, written now if it never got written."""
+def _finished(ledger: Ledger, job: JobRecord, report: bool, again: bool = False) -> RunResult:
+    """A job that already ran: its report, written now if it never got written (or ``again``)."""
     out = run_folder(job.out)
-    data = _read_report(out)
+    data = None if again else _read_report(out)
     if data is None and report:
         from shoal.report import write_report
 
@@ -280,7 +286,8 @@ def _hidden(url: Any) -> str:
 def _without_password(url: str) -> str:
     """A ledger URL to write into a run folder others may read: never its password (libpq finds
     it again in PGPASSWORD or ~/.pgpass; or pass --db)."""
-    return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
+    parsed = make_url(url).difference_update_query(["password"])  # libpq takes one from the query, too
+    return parsed._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
 
 
 def _remove_unstarted_folder(out: Path) -> None:

@@ -174,6 +174,12 @@ def test_the_same_command_from_another_folder_finds_the_same_job(
     assert f"jobs in sqlite:///{home / 'data' / 'shoal' / 'ledger.db'}" in listed.stdout  # where it is
     assert out.name in listed.stdout
 
+    (home / "second" / "shoal-runs").mkdir()
+    (home / "second" / "shoal-runs" / "ledger.db").touch()  # where an older shoal kept its ledger
+    for command in (["run", str(project), "-i", str(listing)], ["jobs"]):
+        said = shoal_cli(*command, cwd=home / "second")
+        assert "jobs run here before are in shoal-runs/ledger.db; SHOAL_HOME=shoal-runs" in said.stdout + said.stderr
+
 
 def test_result_files_follow_the_umask(home: Path, make_project: MakeProject, inputs: Callable[[int], Path]) -> None:
     """A team folder's readers can read a run's files: no file is made private behind the umask's back."""

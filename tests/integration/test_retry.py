@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeProject
-from tests.helpers import read_results, shoal_cli
+from tests.helpers import read_errors, read_results, shoal_cli
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,66 @@ def test_a_job_where_nothing_succeeded_is_failed(home: Path, make_project: MakeP
     assert result.returncode == 1
     assert "completed_with_errors" not in result.stdout
     assert "failed" in next(line for line in result.stdout.splitlines() if line.strip().startswith("state"))
+
+
+FILES = """
+import shoal
+
+pipeline = shoal.Pipeline("files")
+
+@pipeline.stage()
+def read(item):
+    return {"text": item.read_text().strip(), "name": item.meta["name"]}
+"""
+
+
+def test_rows_removed_since_are_never_run_twice(home: Path, make_project: MakeProject) -> None:
+    log = home / "ran.log"
+    project = make_project(ROWS.format(log=str(log)))
+    table = home / "wines.csv"
+    table.write_text("name,value\na,1\nb\nc,3\nd,bad\n")  # b cannot be read; d fails in its stage
+    assert shoal_cli("run", str(project), "-i", str(table), "--retries", "0", cwd=home).returncode == 1
+    job = json.loads(next((home / "shoal-runs").glob("rows-*/job.json")).read_text())["job_id"]
+
+    table.write_text("name,value\na,1\nc,3\nd,bad\n")  # b's line removed: c and d move up a line
+    log.write_text("")
+    again = shoal_cli("retry", job, cwd=home)
+    assert again.returncode == 1, again.stderr
+    assert log.read_text().split() == ["d"]  # c, done already, did not run again in b's place
+    assert len(read_results(home / "shoal-runs" / job)) == 2  # a and c, once each
+    assert {row["input"] for row in read_errors(home / "shoal-runs" / job)} == {"wines.csv:3", "wines.csv:5"}
+
+
+def test_a_row_broken_since_fails_as_its_row_not_as_its_stage(home: Path, make_project: MakeProject) -> None:
+    log = home / "ran.log"
+    project = make_project(ROWS.format(log=str(log)))
+    table = home / "wines.csv"
+    table.write_text("name,value\na,1\nd,bad\n")
+    assert shoal_cli("run", str(project), "-i", str(table), "--retries", "0", cwd=home).returncode == 1
+    job = json.loads(next((home / "shoal-runs").glob("rows-*/job.json")).read_text())["job_id"]
+
+    table.write_text("name,value\na,1\nd\n")  # d broken in place while being edited
+    log.write_text("")
+    again = shoal_cli("retry", job, cwd=home)
+    assert again.returncode == 2, again.stderr  # nothing failed can run
+    assert log.read_text() == ""
+    (error,) = read_errors(home / "shoal-runs" / job)
+    assert (error["stage"], error["error_type"]) == ("input", "InputError")  # not the old ValueError
+    assert "row has 1 fields, the header has 2" in error["message"]
+
+
+def test_a_row_whose_file_path_was_fixed_runs_with_the_fixed_file(home: Path, make_project: MakeProject) -> None:
+    project = make_project(FILES)
+    (home / "found.txt").write_text("hello\n")
+    table = home / "files.csv"
+    table.write_text("name,path\none,missing.txt\n")
+    assert shoal_cli("run", str(project), "-i", str(table), "--retries", "0", cwd=home).returncode == 1
+    job = json.loads(next((home / "shoal-runs").glob("files-*/job.json")).read_text())["job_id"]
+
+    table.write_text("name,path\none,found.txt\n")  # the path was wrong: fixed (and so is its id)
+    again = shoal_cli("retry", job, cwd=home)
+    assert again.returncode == 0, again.stderr
+    assert "1 failed item reads differently now" in again.stderr
+    (result,) = read_results(home / "shoal-runs" / job)
+    assert result["result"] == {"text": "hello", "name": "one"}
+    assert result["input"] == str(home / "found.txt")

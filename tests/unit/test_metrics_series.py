@@ -223,3 +223,21 @@ def test_registries_are_made_by_processes_not_imports() -> None:
 
     names = {m.name for m in REGISTRY.collect()}
     assert not any(n.startswith("shoal") for n in names)
+
+
+def test_two_jobs_of_one_pipeline_add_up_and_neither_overwrites_the_other() -> None:
+    registry = CollectorRegistry()
+    families = JobMetrics(registry)
+    first, second = MetricsMiddleware(families), MetricsMiddleware(families)
+    one, two = Progress(total=10), Progress(total=30)
+    first.before_run(job(job_id="a"), 1)
+    second.before_run(job(job_id="b"), 1)
+    one.in_flight, two.in_flight = 2, 5
+    first.on_progress(one)
+    second.on_progress(two)
+    assert sample(registry, "shoal_items_pending", pipeline="faces") == (10 - 2) + (30 - 5)
+    assert sample(registry, "shoal_items_in_flight", pipeline="faces") == 2 + 5
+    one.done, one.in_flight = 10, 0
+    first.after_run(job(job_id="a"), one, "finished")  # the first ends: only its share goes
+    assert sample(registry, "shoal_items_pending", pipeline="faces") == 30 - 5
+    assert sample(registry, "shoal_items_in_flight", pipeline="faces") == 5

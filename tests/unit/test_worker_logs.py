@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from shoal.engines import _logs
 from shoal.engines._logs import CUT, Collector, Tail, log_name
 from shoal.wire import Report
 
@@ -39,6 +42,16 @@ def test_the_collector_appends_by_worker_and_stops_a_file_at_its_limit(tmp_path:
     collector.close()
     assert (tmp_path / "logs" / "a-1.log").read_text() == "one\ntwo\n"
     assert (tmp_path / "logs" / "b-2.log").read_bytes() == b"x" * 60 + b"y" * 40 + CUT
+
+
+def test_the_collector_makes_no_more_files_than_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_logs, "MAX_FILES", 3)
+    collector = Collector(tmp_path / "logs")
+    collector.add({f"host:{pid}": "hello\n" for pid in range(10)})  # a report naming ten workers
+    collector.add({"host:0": "again\n"})  # a known one still collects
+    collector.close()
+    assert sorted(path.name for path in (tmp_path / "logs").iterdir()) == ["host-0.log", "host-1.log", "host-2.log"]
+    assert (tmp_path / "logs" / "host-0.log").read_text() == "hello\nagain\n"
 
 
 def test_reports_carry_logs_only_when_there_are_some() -> None:

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from shoal.cli._console import stdout_console
+from shoal.cli._console import hint_older_ledger, stdout_console
 from shoal.cli._summary import coloured
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
 from shoal.outputs import folder_owner, run_folder, utc
-from shoal.settings import default_db, default_home
+from shoal.settings import default_db
 
 if TYPE_CHECKING:
     from shoal.cleanup import Removed
@@ -57,17 +57,8 @@ def jobs_command(ctx: typer.Context, db: Db = None, limit: Limit = 30) -> int:
     finally:
         ledger.close()
     stdout_console().print(table)
-    _hint_older_ledger(db)
+    hint_older_ledger(stdout_console(), db)
     return 0
-
-
-def _hint_older_ledger(db: str | None) -> None:
-    """Before the user's data folder held it, the ledger was ./shoal-runs/ledger.db: say where
-    jobs of that time still are, rather than let them seem lost."""
-    older = Path("shoal-runs") / "ledger.db"
-    if db or os.environ.get("SHOAL_DB_URL") or not older.is_file() or older.resolve() == default_home() / "ledger.db":
-        return
-    stdout_console().print(f"jobs run here before are in {older}: SHOAL_HOME=shoal-runs shoal jobs lists them")
 
 
 @app.command("rm", short_help="remove jobs: rows, run folders, uploads")

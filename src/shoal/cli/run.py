@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shoal.cli._console import stderr_console
+from shoal.cli._console import hint_older_ledger, stderr_console
 from shoal.middleware import Middleware
 
 Project = Annotated[
@@ -88,6 +88,7 @@ def run_command(
     from shoal.runner import run
 
     console = stderr_console()
+    hint_older_ledger(console, db)
     progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
     result = run(
         project,

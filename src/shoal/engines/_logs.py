@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TAIL_BYTES = 64 * 1024  #: bytes of a chunk's output that travel with its report at most
 FILE_BYTES = 16 * 1024 * 1024  #: bytes collected into one file of a run folder at most
+MAX_FILES = 1024  #: files collected into one run folder at most: a report names its own workers
 CUT = b"\n[shoal: collection stopped here, at its limit; the rest is in the worker's own log on its machine]\n"
 
 
@@ -76,7 +77,8 @@ class Tail:
 class Collector:
     """Appends the output reports carried to ``folder/<host>-<pid>.log``. ``add`` only queues it;
     a thread of its own writes what queued meanwhile in one go, so a slow disk never holds up the
-    caller, and a file stops at FILE_BYTES with a line saying so."""
+    caller, and a file stops at FILE_BYTES with a line saying so. Past MAX_FILES files (worker
+    names come in reports: a broken or hostile one could name any number), the rest is dropped."""
 
     def __init__(self, folder: Path, limit: int = FILE_BYTES) -> None:
         self.folder = folder
@@ -92,6 +94,8 @@ class Collector:
             name = log_name(worker)
             size = self._sizes.get(name)
             if size is None:
+                if len(self._sizes) >= MAX_FILES:
+                    continue
                 size = self._size(name)
             if size >= self.limit:
                 continue

@@ -4,7 +4,9 @@ Counts come from the coordinator's Progress, so they agree with the ledger: an i
 succeeded or failed once, when its outcome is final, and a retried attempt is counted as a retry.
 Progress carries running totals (a resumed job starts from its earlier counts), so the counters
 advance by the difference from the previous call; the first call, right after before_run, only
-sets that baseline.
+sets that baseline. The pending and in-flight gauges are shared by every job of a pipeline that
+runs in the process (a server runs several at once): each job moves them by the change in its own
+share, so one job's figures never overwrite another's.
 """
 
 from __future__ import annotations
@@ -59,13 +61,14 @@ class MetricsMiddleware(Middleware):
         self.jobs, self.workers = jobs, workers
         self.pipeline = ""
         self._last: tuple[int, int, int] | None = None  #: done, failed, retries at the previous call
+        self._share = (0, 0)  #: this job's part of the pending and in-flight gauges
 
     def before_run(self, job: JobRecord, workers: int) -> None:
         from shoal import __version__
 
         self.pipeline = job.pipeline
         self.jobs.info.labels(job.pipeline, job.fingerprint, __version__).set(1)
-        self._last = None
+        self._last, self._share = None, (0, 0)
         self._succeeded = self.jobs.items.labels(job.pipeline, "succeeded")
         self._failed = self.jobs.items.labels(job.pipeline, "failed")
         self._retried = self.jobs.retries.labels(job.pipeline)
@@ -87,15 +90,18 @@ class MetricsMiddleware(Middleware):
             if retries:
                 self._retried.inc(retries)
         self._last = now
-        self._pending.set(max(0, progress.remaining - progress.in_flight))
-        self._in_flight.set(progress.in_flight)
+        self._set_share(max(0, progress.remaining - progress.in_flight), progress.in_flight)
         if self.workers is not None and progress.workers_alive is not None:
             self.workers.set_workers(progress.workers_alive, progress.workers_busy)
 
     def after_run(self, job: JobRecord, progress: Progress, outcome: str) -> None:
         self.on_progress(progress)
-        self._in_flight.set(0)
-        if outcome != "finished":  # what is left stays pending in the ledger, for the next run
-            self._pending.set(progress.remaining)
+        # what an interrupted run leaves stays pending in the ledger, for the next run
+        self._set_share(progress.remaining if outcome != "finished" else 0, 0)
         if self.workers is not None:
             self.workers.set_workers(0, 0)
+
+    def _set_share(self, pending: int, in_flight: int) -> None:
+        self._pending.inc(pending - self._share[0])
+        self._in_flight.inc(in_flight - self._share[1])
+        self._share = (pending, in_flight)

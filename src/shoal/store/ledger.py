@@ -208,6 +208,13 @@ class Ledger:
         self._nums.pop(job_id, None)
         return bool(gone)
 
+    def check_unowned(self, job_id: str) -> None:
+        """Raise JobBusyError if a live run holds the job."""
+        with self.engine.connect() as conn:
+            held = conn.execute(select(jobs.c.owner).where(jobs.c.id == job_id, ~_unowned(time.time()))).scalar()
+        if held is not None:
+            raise JobBusyError(f"job {job_id} is running (held by {held}); retry it once it ends")
+
     def owner_of(self, job_id: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(jobs.c.owner).where(jobs.c.id == job_id)).scalar()
@@ -321,10 +328,10 @@ class Ledger:
             if readable:
                 conn.execute(update(items).where(*where).values(values), readable)
             unreadable = [r for r in rows if r["cause"] is not None]
-            if unreadable:
-                conn.execute(
-                    update(items).where(*where).values({**values, "error_message": bindparam("cause")}), unreadable
-                )
+            if unreadable:  # the failure is now the input's: stage, type and message all say so
+                cause = {"error_stage": "input", "error_type": "InputError", "error_traceback": None}
+                with_cause = {**values, **cause, "error_message": bindparam("cause")}
+                conn.execute(update(items).where(*where).values(with_cause), unreadable)
 
     def has_items(self, job_id: str) -> bool:
         """Whether any item of the job is recorded (a run may have written some before it was killed)."""
@@ -342,9 +349,10 @@ class Ledger:
                 found.update((row.id, (row.seq, row.input)) for row in conn.execute(query))
         return found
 
-    def pending(self, job_id: str, after_seq: int, limit: int, status: str = "pending") -> list[RowMapping]:
-        """The job's pending (or ``status``) items after a position, in input order (through the
-        index of items not succeeded: a job of millions with none pending answers at once)."""
+    def unfinished_page(self, job_id: str, status: str, after_seq: int, limit: int) -> list[RowMapping]:
+        """The job's items of a ``status`` other than succeeded after a position, in input order
+        (through the index of items not succeeded: a job of millions with none pending answers at
+        once)."""
         query = (
             select(items.c.id, items.c.seq, items.c.uri, items.c.input, items.c.meta, items.c.attempts)
             .where(*unfinished(self._num(job_id), status), items.c.seq > after_seq)
@@ -474,6 +482,18 @@ class Ledger:
     def runs(self, job_id: str) -> list[RowMapping]:
         with self.engine.connect() as conn:
             return list(conn.execute(select(runs).where(runs.c.job_id == job_id).order_by(runs.c.number)).mappings())
+
+    def last_runs(self, job_ids: Sequence[str]) -> dict[str, RowMapping]:
+        """Each job's latest run, for a page of jobs in one query (by the runs' primary key)."""
+        newest = (
+            select(runs.c.job_id, func.max(runs.c.number).label("number"))
+            .where(runs.c.job_id.in_(job_ids))
+            .group_by(runs.c.job_id)
+            .subquery()
+        )
+        query = select(runs).join(newest, (runs.c.job_id == newest.c.job_id) & (runs.c.number == newest.c.number))
+        with self.engine.connect() as conn:
+            return {row["job_id"]: row for row in conn.execute(query).mappings()}
 
     def events(self, job_id: str) -> list[RowMapping]:
         with self.engine.connect() as conn:

@@ -245,8 +245,9 @@ class JobService:
         self.ledger.cancel(job_id)
         return self._job(job_id)
 
-    def retry(self, job_id: str) -> JobRecord:
-        """Run a finished job's failed items again, with the code this server serves now."""
+    def retry(self, job_id: str, *, same_inputs: bool = False) -> JobRecord:
+        """Run a finished job's failed items again, with the code this server serves now and
+        (unless ``same_inputs``) its inputs read again under this server's read policy."""
         job = self._settled(job_id)
         if not job.finished or self.active(job_id):
             raise JobStateError(f"job {job_id} is {job.state} here; only a finished job can be retried")
@@ -256,7 +257,8 @@ class JobService:
         if project is None:
             raise NotFoundError(f"this server does not serve pipeline {job.pipeline!r} from {job.project}")
         try:
-            plan = retry_plan(self.ledger, job, project, self._run_flags(json.loads(job.options)))
+            flags = self._run_flags(json.loads(job.options))
+            plan = retry_plan(self.ledger, job, project, flags, reread=not same_inputs)
         except JobBusyError as exc:
             raise JobStateError(str(exc)) from None
         self._errors.pop(job_id, None)

@@ -68,10 +68,11 @@ class JobViews:
         """Views of jobs: counts from the job running here (live), else as the ledger keeps them
         with each job (no item is counted)."""
         views = []
+        last_runs = self.ledger.last_runs([job.id for job in jobs]) if jobs else {}
         for job in jobs:
             snap = self._live(job)
             counts = {k: snap[k] for k in ("succeeded", "failed", "pending", "cancelled")} if snap else job.counts
-            views.append(self._view(job, counts, snap))
+            views.append(self._view(job, counts, snap, last_runs.get(job.id)))
         return views
 
     def _live(self, job: JobRecord) -> dict[str, Any] | None:
@@ -79,11 +80,11 @@ class JobViews:
         snap = None if feed is None else feed.snapshot
         return snap if snap and snap.get("state") == "running" and job.state == "running" else None
 
-    def _timing(self, job: JobRecord) -> tuple[float | None, float | None]:
-        """When the job's latest run began, and the seconds it ran: to the job's end, to now while
-        it runs, else to that run's end. A retried or resumed job was created long before."""
-        runs = self.ledger.runs(job.id)
-        last = runs[-1] if runs else None
+    @staticmethod
+    def _timing(job: JobRecord, last: RowMapping | None) -> tuple[float | None, float | None]:
+        """When the job's latest run (``last``) began, and the seconds it ran: to the job's end,
+        to now while it runs, else to that run's end. A retried or resumed job was created long
+        before."""
         if job.finished:
             start = None if last is None else last["started_at"]
             return start, round((job.finished_at or time.time()) - (start or job.created_at), 3)
@@ -92,8 +93,10 @@ class JobViews:
         end = last["ended_at"] if last["ended_at"] is not None else time.time()
         return last["started_at"], round(end - last["started_at"], 3)
 
-    def _view(self, job: JobRecord, counts: dict[str, int], snap: dict[str, Any] | None) -> JobPublic:
-        started, took = self._timing(job)
+    def _view(
+        self, job: JobRecord, counts: dict[str, int], snap: dict[str, Any] | None, last: RowMapping | None
+    ) -> JobPublic:
+        started, took = self._timing(job, last)
         return JobPublic(
             id=job.id,
             pipeline=job.pipeline,

@@ -49,6 +49,43 @@ def test_a_retried_job_runs_its_failed_items_again_and_ends_with_all_of_them(
         assert http.post("/api/v1/jobs/no-such-job/retry").status_code == 404
 
 
+ROWS = """
+import shoal
+pipeline = shoal.Pipeline("rows")
+
+@pipeline.stage()
+def check(item):
+    if item.meta["value"] == "bad":
+        raise ValueError("a bad value")
+    return {"value": int(item.meta["value"])}
+"""
+
+
+def test_a_retry_through_the_api_reads_a_fixed_row_unless_told_to_keep_the_first_read(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    project = tmp_path / "rows"
+    project.mkdir()
+    (project / "pipeline.py").write_text(ROWS)
+    table = tmp_path / "table.csv"
+    table.write_text("name,value\na,1\nb,bad\n")
+    server = serve(projects=[project])
+    with server.client() as http:
+        job = http.post("/api/v1/jobs", json={"pipeline": "rows", "inputs": [str(table)], "options": {"retries": 0}})
+        job_id = job.json()["id"]
+        assert wait_for_end(http, job_id)[-1][1]["state"] == "completed_with_errors"
+
+        table.write_text("name,value\na,1\nb,2\n")
+        kept = http.post(f"/api/v1/jobs/{job_id}/retry", params={"same_inputs": "true"})
+        assert kept.status_code == 202, kept.text
+        assert wait_for_end(http, job_id)[-1][1]["state"] == "completed_with_errors"  # b as first read
+
+        assert http.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+        assert wait_for_end(http, job_id)[-1][1]["state"] == "succeeded"
+        rows = [json.loads(line) for line in http.get(f"/api/v1/jobs/{job_id}/results.jsonl").text.splitlines()]
+        assert sorted(r["result"]["value"] for r in rows) == [1, 2]
+
+
 def test_delete_removes_a_finished_job_with_its_files_and_refuses_a_queued_one(
     serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path]
 ) -> None:

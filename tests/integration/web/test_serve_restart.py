@@ -102,7 +102,7 @@ def test_submit_waits_for_the_job_and_exits_like_run(
     bad = files(2, bad=1, name="mixed")
     failed = shoal_cli("submit", "tool", "--upload", "--input", str(bad), "--server", server.url, "--wait")
     assert failed.returncode == 1, failed.stderr
-    assert "failed: 1 succeeded, 1 failed of 2" in failed.stdout
+    assert "completed_with_errors: 1 succeeded, 1 failed of 2" in failed.stdout
     unknown = shoal_cli("submit", "nope", "--input", str(bad), "--server", server.url)
     assert unknown.returncode == 1
     assert "answered 404" in unknown.stderr

@@ -209,11 +209,19 @@ def delete_job(job: JobDep, parts: PartsDep) -> Response:
     summary="Retry a job's failed items",
     responses={
         404: {"model": Problem},
-        409: {"model": Problem, "description": "the job is not finished, or has no failed items"},
+        409: {"model": Problem, "description": "the job is not finished, or has no failed items that can run"},
+        422: {"model": Problem, "description": "the job's inputs cannot be read again"},
     },
 )
-def retry_job(job: JobDep, parts: PartsDep) -> JobPublic:
-    """Run the job's failed items again, and only those, with the code the server serves now; each
-    gets its retries again, and its new attempts are recorded on the same item."""
+def retry_job(
+    job: JobDep,
+    parts: PartsDep,
+    same_inputs: Annotated[
+        bool, Query(description="run each failed item with the row it read first, not its inputs read again")
+    ] = False,
+) -> JobPublic:
+    """Run the job's failed items again, and only those, with the code the server serves now and
+    its inputs read again (a CSV/JSONL row fixed since runs as it reads now); each gets its
+    retries again, and its new attempts are recorded on the same item."""
     parts.views.forget(job.id)
-    return parts.views.one(parts.service.retry(job.id))
+    return parts.views.one(parts.service.retry(job.id, same_inputs=same_inputs))
