@@ -349,23 +349,49 @@ def test_an_unfinished_job_claimed_by_two_runs_at_once_has_one_owner(
     assert "already ran" in waited.stderr
 
 
+GATED = """
+import os, time
+from pathlib import Path
+import shoal
+
+pipeline = shoal.Pipeline("logged")
+LOG, GATE = Path({log!r}), Path({gate!r})
+
+@pipeline.stage()
+def work(item):
+    if int(item.read_text()) >= 50:  # the first items finish (their chunks hold no gated item)
+        while not GATE.exists():  # the job stays running until the test opens the gate
+            time.sleep(0.02)
+    with LOG.open("a") as log:
+        log.write(f"{{os.getppid()}} {{item.id}}\\n")
+    return {{"text": item.read_text().strip()}}
+"""
+
+
 def test_wait_takes_over_once_the_running_process_is_done(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
 ) -> None:
-    log = home / "processed.log"
-    project = make_project(LOGGED.format(log=str(log), delay=0.02))
+    log, gate = home / "processed.log", home / "gate"
+    project = make_project(GATED.format(log=str(log), gate=str(gate)))
     command = ("run", str(project), "--input", str(inputs(100)), "--workers", "2")
 
     running = start_cli(*command, cwd=home)
-    succeeded_when(home, 5)
-    refused = shoal_cli(*command, cwd=home)
-    assert refused.returncode == 2
-    assert "is being run by" in refused.stderr
-    waited = shoal_cli(*command, "--wait", cwd=home, timeout=180)
-    running.communicate(timeout=60)
+    try:
+        succeeded_when(home, 5)
+        refused = shoal_cli(*command, cwd=home)
+        assert refused.returncode == 2
+        assert "is being run by" in refused.stderr
+        waiting = start_cli(*command, "--wait", cwd=home)
+        gate.touch()
+        _, waited_err = waiting.communicate(timeout=180)
+        running.communicate(timeout=60)
+    finally:
+        gate.touch()
+        running.kill()
+        running.communicate()
     assert running.returncode == 0
-    assert waited.returncode == 0, waited.stderr
-    assert "already ran" in waited.stderr
+    assert waiting.returncode == 0, waited_err
+    assert "already ran" in waited_err
     assert len(_processed(log)) == 100
 
 

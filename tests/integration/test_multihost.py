@@ -28,7 +28,11 @@ def _ip(*args: str) -> None:
 
 
 class Network:
-    """Namespaces named after HOSTS on one bridge; `run`/`start` execute commands inside them."""
+    """Namespaces named after HOSTS on one bridge; `run`/`start` execute commands inside them.
+
+    Traffic between the hosts crosses the bridge, which the firewall sees when bridge netfilter is
+    on: a Docker engine on the machine sets FORWARD's policy to DROP, so the bridge is let through
+    for as long as the test runs."""
 
     def __init__(self) -> None:
         self.tag = uuid.uuid4().hex[:5]
@@ -36,6 +40,7 @@ class Network:
         self.processes: list[subprocess.Popen[bytes]] = []
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("link", "set", self.bridge, "up")
+        self._firewall("-I")
         for host, number in HOSTS.items():
             ns, outside, inside = self.ns(host), f"sh{self.tag}{number}a", f"sh{self.tag}{number}b"
             _ip("netns", "add", ns)
@@ -75,6 +80,13 @@ class Network:
         for host in HOSTS:
             subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        self._firewall("-D")
+
+    def _firewall(self, action: str) -> None:
+        """Insert (-I) or delete (-D) the rule letting the bridge forward, where iptables exists."""
+        if shutil.which("iptables"):
+            rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+            subprocess.run(["iptables", action, *rule], capture_output=True)
 
 
 @pytest.fixture
