@@ -201,6 +201,7 @@ def test_run_prints_progress_and_summary_then_jobs_and_report(
     assert "shoal: running job echo-" in result.stderr  # plain progress lines when not on a terminal
     assert "finished: 30 done, 0 failed, 30 total" in result.stderr
     assert "30 total, 30 succeeded, 0 failed" in result.stdout
+    assert "mostly start-up, so speedup and efficiency say little" in " ".join(result.stdout.split())  # a short job
     out = next((home / "shoal-runs").glob("echo-*"))
     for name in (
         "results.jsonl",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shoal.cli._console import stdout_console
-from shoal.report.stats import span
+from shoal.report.stats import SHORT_JOB_S, span
 from shoal.store import Ledger
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[st
     table.add_column()
     state = report["job"]["state"]
     table.add_row("state", coloured(state))
+    short = timing["wall_s"] < SHORT_JOB_S
     table.add_row(
         "items",
         f"{items['total']} total, [green]{items['succeeded']} succeeded[/], [red]{items['failed']} failed[/], "
@@ -53,7 +54,8 @@ def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[st
     table.add_row(
         "time",
         f"wall {timing['wall_s']:.2f} s, {_n(timing['items_per_s'])} items/s, speedup {_n(timing['speedup'])}x "
-        f"on {timing['workers']} workers (efficiency {_n(timing['efficiency'])}), start-up {span(timing['startup_s'])}",
+        f"on {timing['workers']} workers (efficiency {_n(timing['efficiency'])}), start-up {span(timing['startup_s'])}"
+        + (f" (under {SHORT_JOB_S:.0f} s: mostly start-up, so speedup and efficiency say little)" if short else ""),
     )
     if dist["count"]:
         table.add_row(
