@@ -51,12 +51,13 @@ def _register() -> None:
     """Add the commands, importing their modules only now; once, however often it is called."""
     if app.registered_commands:
         return
-    from shoal.cli import feed, jobs, metrics, retry, run, serve, submit, token, worker
+    from shoal.cli import feed, jobs, metrics, retry, run, serve, submit, token, worker, workers
 
     app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
     app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
     app.command("feed", short_help="send items to a streaming job at a set rate")(feed.feed_command)
     app.command("worker", short_help="serve a project's pipeline to runs over a broker")(worker.worker_command)
+    app.command("workers", short_help="list a broker's workers and what they run now")(workers.workers_command)
     app.add_typer(jobs.app, name="jobs", short_help="list jobs, newest first; rm and prune remove them")
     app.command("report", short_help="reprint a job's summary, rebuild its files")(jobs.report_command)
     app.add_typer(metrics.app, short_help="export Prometheus metrics, correlate them with runs")

@@ -135,6 +135,31 @@ class LocalEngine:
         live = [w for w in self._workers.values() if not w.killed_for and not _exits(w, 0.0)]
         return Census(len(live), sum(self._board.read(w.slot).count > 0 for w in live))
 
+    def running(self) -> list[dict[str, Any]]:
+        """Each live process: its pid and name, and the items it runs now (their job, stage and
+        seconds so far), from the slot board; safe to call from another thread."""
+        rows = []
+        for worker in list(self._workers.values()):
+            posting = self._board.read(worker.slot)
+            chunks = list(worker.chunks)
+            chunk = chunks[0] if chunks else None
+            busy = chunk is not None and posting.count > 0 and posting.chunk == chunk.id
+            if chunk is None or not busy:
+                rows.append({"pid": worker.process.pid, "name": worker.name, "job": None, "items": []})
+                continue
+            items = [it["id"] for it in chunk.items[posting.first : posting.first + posting.count]]
+            rows.append(
+                {
+                    "pid": worker.process.pid,
+                    "name": worker.name,
+                    "job": chunk.job.job_id,
+                    "items": items,
+                    "stage": posting.stage,
+                    "seconds": round(time.monotonic() - posting.started, 1),
+                }
+            )
+        return rows
+
     def stop(self, *, kill: bool = False) -> None:
         self._stopping = True
         for worker in self._workers.values():

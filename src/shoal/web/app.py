@@ -28,7 +28,7 @@ from shoal.middleware import Middleware
 from shoal.store import Ledger
 from shoal.store.tokens import has_tokens
 from shoal.web import handlers
-from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session
+from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session, workers
 from shoal.web.catalog import Catalog
 from shoal.web.docs import install_docs
 from shoal.web.hosts import HostGate, HostPolicy
@@ -85,6 +85,8 @@ def create_app(
     for module in (jobs, items, files, events, pipelines):  # the most requested first
         app.include_router(module.router, prefix=API)
     app.include_router(session.router, prefix=API)
+    app.include_router(workers.router, prefix=API)
+    app.include_router(workers.page_router)
     app.include_router(health.router)
     install_docs(app)
     app.router.routes.append(metrics.route())  # Prometheus; behind the token check like the API

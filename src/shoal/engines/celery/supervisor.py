@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, describe_loss
 from shoal.engines.local import LocalEngine
@@ -62,6 +62,8 @@ class Supervisor:
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
         self._failure = ""
+        self.done = 0  #: items this worker finished, succeeded or failed (its status record's counters)
+        self.failed = 0
         self._turned = time.monotonic()  #: when the supervisor's loop last went round
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()  #: a task thread's nudge: new work is waiting
@@ -81,6 +83,10 @@ class Supervisor:
     def healthy(self) -> bool:
         """The supervisor's loop is running and going round: chunks handed to it will be run."""
         return not self._failure and self._thread.is_alive() and time.monotonic() - self._turned < STALLED_S
+
+    def running(self) -> list[dict[str, Any]]:
+        """This worker's processes and the items each runs now (see LocalEngine.running)."""
+        return self._engine.running()
 
     def run(self, job: JobSpec, items: list[WireItem]) -> tuple[str, Report]:
         """Run a chunk; returns the name of the process that ran it and what became of each item."""
@@ -160,6 +166,8 @@ class Supervisor:
 
     def _finish(self, chunk_id: int) -> None:
         waiting = self._waiting.pop(chunk_id)
+        self.done += len(waiting.report.ok) + len(waiting.report.failed)
+        self.failed += len(waiting.report.failed)
         if self.metrics is not None:
             self.metrics.record(waiting.worker, waiting.report, self.project.pipeline.name)
             census = self._engine.census()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.engines._logs import open_log
 from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.engines.celery.status import Publisher, WorkerStatus, register_commands
 from shoal.engines.celery.supervisor import Supervisor
 from shoal.errors import FingerprintMismatchError
 from shoal.project import Project, load_project
@@ -53,7 +54,12 @@ def serve(
         metrics, endpoint = WorkerMetrics.serve(metrics_port, metrics_host)
     supervisor = Supervisor(project, concurrency, log_dir=log_dir, metrics=metrics)
     register(app, project, supervisor, concurrency=concurrency, queue=queue)
+    hostname = f"shoal-{os.getpid()}@{os.uname().nodename}"
+    status = WorkerStatus(hostname, app.conf.shoal_info, supervisor, log_dir)
+    register_commands(app, status)  # `shoal workers`, the server's Workers page
+    publisher = Publisher(broker_url, status)
     supervisor.start()
+    publisher.start()
     if loglevel == "INFO":  # Celery logs every task's return value at INFO: whole reports, too much
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     try:
@@ -61,7 +67,7 @@ def serve(
             pool_cls="threads",
             concurrency=concurrency,
             queues=[queue_name(queue, project.fingerprint)],
-            hostname=f"shoal-{os.getpid()}@{os.uname().nodename}",
+            hostname=hostname,
             loglevel=loglevel,
             without_mingle=True,  # start in a second, not three; revokes still reach live workers
             without_gossip=True,
@@ -70,6 +76,7 @@ def serve(
             _log_to_file(log_dir)
         worker.start()
     finally:
+        publisher.close()
         supervisor.close()
         if endpoint is not None:
             endpoint.close()
