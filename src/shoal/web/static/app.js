@@ -417,7 +417,8 @@ function jobPage() {
       if (c.eta_s !== undefined) $("#c-eta").textContent = duration(c.eta_s);
       refreshLists(c);
     });
-    events.addEventListener("end", () => { events.close(); document.body.dataset.finished = "1"; reload(true); });
+    // data-finished marks a page that shows the finished job whole: its lists are loaded too
+    events.addEventListener("end", () => { events.close(); reload(true).then(() => { document.body.dataset.finished = "1"; }); });
   });
 }
 
