@@ -63,13 +63,15 @@ class EngineUnderTest:
         return ["--engine", "celery", "--broker", flags["broker_url"], "--queue", flags["queue"]]
 
     def start_workers(
-        self, project: Path, count: int, concurrency: int = 1, extra: tuple[str, ...] = ()
+        self, project: Path | None, count: int, concurrency: int = 1, extra: tuple[str, ...] = ()
     ) -> list[subprocess.Popen[bytes]]:
+        """`shoal worker PROJECT`, or with ``project`` None a worker that fetches code bundles."""
         started = []
         for n in range(count):
             log = self.home / f"celery-worker-{len(self.workers) + 1}.log"
             with log.open("wb") as output:
-                command = [sys.executable, "-m", "shoal", "worker", str(project), "--broker", self.broker]
+                serves = [str(project)] if project is not None else []
+                command = [sys.executable, "-m", "shoal", "worker", *serves, "--broker", self.broker]
                 command += ["--concurrency", str(concurrency), "--queue", self.queue]
                 command += ["--log-dir", str(self.home / "worker-logs"), *extra]
                 process = subprocess.Popen(

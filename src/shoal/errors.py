@@ -62,6 +62,11 @@ class WorkerStartError(ShoalError):
     """Raised when workers cannot import the project or run its setup(), so no item can run."""
 
 
+class BundleError(WorkerStartError):
+    """Raised when a worker cannot run a job's code bundle: missing, not signed with the cluster
+    key, made for another Python, or its requirements do not install."""
+
+
 class FingerprintMismatchError(WorkerStartError):
     """Raised when a worker's copy of the project differs from the job's recorded fingerprint."""
 

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -83,13 +84,24 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def fingerprint(folder: Path, config: dict[str, Any] | None = None) -> str:
     """Hash of the project's code files: changes to code or settings make a new job."""
-    digest = hashlib.sha256()
+    return digest_files(code_contents(folder, config))
+
+
+def code_contents(folder: Path, config: dict[str, Any] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(path relative to the folder, contents) of each file the fingerprint covers, in order."""
     for path in code_files(folder, config):
         try:
             data = path.read_bytes()
-        except FileNotFoundError:  # deleted since the folder was listed: hash the folder without it
+        except FileNotFoundError:  # deleted since the folder was listed: the folder without it
             continue
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        yield path.relative_to(folder).as_posix(), data
+
+
+def digest_files(files: Iterable[tuple[str, bytes]]) -> str:
+    """The fingerprint of (relative path, contents) pairs given in code_files' order."""
+    digest = hashlib.sha256()
+    for name, data in files:
+        digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()[:16]
 

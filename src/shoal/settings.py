@@ -52,6 +52,9 @@ class RunSettings(BaseSettings):
     engine: str | None = Field(None, description="local or celery [default: celery when a broker is set]")
     broker_url: str | None = Field(None, description="redis:// or amqp:// broker for the celery engine")
     queue: str = Field("shoal", description="queue (prefix) shared by `shoal run` and `shoal worker`")
+    bundles_url: str | None = Field(
+        None, description="where code bundles go for workers without a project [default: a Redis broker]"
+    )
     new: bool = Field(False, description="start a new job even if an identical one exists")
     wait: bool = Field(False, description="when another process runs the job, wait for it instead of exiting")
     read_roots: list[str] | None = Field(

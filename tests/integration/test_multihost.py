@@ -151,3 +151,50 @@ def test_broker_coordinator_and_two_workers_on_separate_hosts(
     namespaces = {r["result"]["netns"] for r in results}
     assert len(namespaces) == 2, "both worker hosts ran items"
     assert os.readlink("/proc/self/ns/net") not in namespaces  # none ran outside the worker hosts
+
+
+SAYS = """
+import os
+import shoal
+
+pipeline = shoal.Pipeline("{name}")
+
+@pipeline.stage()
+def say(item):
+    return {{"netns": os.readlink("/proc/self/ns/net"), "file": __file__, "said": "{said}"}}
+"""
+
+
+def test_workers_with_empty_folders_on_two_hosts_run_two_projects_and_an_edit_with_nothing_copied(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], network: Network
+) -> None:
+    broker_host = network.address("broker")
+    redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
+    redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
+    _wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
+    env = {**os.environ, "SHOAL_BROKER_URL": f"redis://{broker_host}:6379/0", "SHOAL_CLUSTER_KEY": "k" * 32}
+    for host in ("worker1", "worker2"):
+        empty = home / f"{host}-folder"  # the worker's whole world: no project in it, no code copied in
+        empty.mkdir()
+        command = [sys.executable, "-m", "shoal", "worker", "--concurrency", "1", "--cache", str(empty / "cache")]
+        log = home / f"{host}.log"
+        worker = network.start(host, [*command, "--log-dir", str(empty / "logs")], log, env=env, cwd=empty)
+        _wait_for_line(log, b" ready.", worker)
+
+    shared, listing = home / "shared", inputs(20)
+    first = make_project(SAYS.format(name="first", said="one"), name="first")
+    second = make_project(SAYS.format(name="second", said="two"), name="second")
+    runs = [(first, "one"), (second, "two"), (first, "edited")]
+    for number, (project, said) in enumerate(runs):
+        (project / "pipeline.py").write_text(SAYS.format(name=project.name, said=said))
+        out = shared / f"run-{number}"
+        command = [sys.executable, "-m", "shoal", "run", str(project), "-i", str(listing), "--out", str(out)]
+        coordinator = network.start("coordinator", command, home / f"coordinator-{number}.log", env=env, cwd=home)
+        assert coordinator.wait(180) == 0, (home / f"coordinator-{number}.log").read_text(errors="replace")[-3000:]
+        results = read_results(out)
+        assert sorted(r["result"]["said"] for r in results) == [said] * 20
+        assert len({r["result"]["netns"] for r in results}) == 2, "both worker hosts ran items"
+        folders = {Path(r["result"]["file"]).parents[4].name for r in results}
+        assert folders == {"worker1-folder", "worker2-folder"}, "each ran its own fetched copy"
+    for host in ("worker1", "worker2"):
+        assert (home / f"{host}.log").read_text().count("fetched code bundle") == 3

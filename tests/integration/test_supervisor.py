@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shoal.engines.celery.supervisor import Supervisor
+from shoal.engines.celery.supervisor import Code, Supervisor
 from shoal.engines.celery.worker import _heartbeat
 from shoal.errors import WorkerStartError
 from shoal.project import load_project
@@ -39,7 +39,7 @@ def test_tasks_fail_fast_and_heartbeats_stop_when_the_supervisor_dies(
     project = load_project(make_project(ECHO))
     (tmp_path / "a.txt").write_text("hello\n")
     spec = JobSpec("job-1", project.fingerprint, str(tmp_path / "out"))
-    supervisor = Supervisor(project, 1)
+    supervisor = Supervisor(Code.of(project), 1)
     supervisor.start()
     try:
         _, report = supervisor.run(spec, [{"id": "a", "uri": str(tmp_path / "a.txt")}])

@@ -51,6 +51,16 @@ Broker = Annotated[
 Queue = Annotated[
     str | None, typer.Option(metavar="NAME", help="queue name shared with `shoal worker` [default: shoal]")
 ]
+BundlesUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--bundles",
+        envvar="SHOAL_BUNDLES_URL",
+        metavar="URL",
+        help="where the code goes for workers started without a project: a shared folder or s3:// prefix "
+        "[default: the Redis broker]",
+    ),
+]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 MetricsPort = Annotated[
     int | None, typer.Option(metavar="PORT", help="serve Prometheus metrics on this port (0: any free one)")
@@ -77,6 +87,7 @@ def run_command(
     engine: Engine = None,
     broker: Broker = None,
     queue: Queue = None,
+    bundles: BundlesUrl = None,
     debug: Debug = False,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = None,
@@ -105,6 +116,7 @@ def run_command(
         engine=engine,
         broker_url=broker,
         queue=queue,
+        bundles_url=bundles,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         metrics_linger=metrics_linger,

@@ -140,5 +140,7 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
             fingerprint=project.fingerprint,
             pipeline=project.pipeline.name,
             log_dir=log_dir,  # the workers' output, carried back with their reports, is collected here
+            project=project,  # published as a signed bundle for workers started without one
+            bundles_url=settings.bundles_url,
         )
     raise ConfigError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -68,8 +68,10 @@ class LocalEngine:
         *,
         log_dir: Path | None = None,
         carry_logs: bool = False,
+        python_path: tuple[str, ...] = (),
     ) -> None:
         self.project = project
+        self.python_path = python_path  #: folders the processes import from first (a project's requirements)
         self.fingerprint = fingerprint
         self._size = max(1, workers)
         self.log_dir = log_dir
@@ -196,6 +198,7 @@ class LocalEngine:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # stderr: ours, until it has its log (only a broken interpreter speaks)
             start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only; killed as a group
+            env=self._environment(),
         )
         os.close(to_worker_r)
         os.close(from_worker_w)
@@ -210,6 +213,12 @@ class LocalEngine:
         )
         self._workers[slot] = worker
         worker.inbox.send(encode({"op": "start", "project": str(self.project), "fingerprint": self.fingerprint}))
+
+    def _environment(self) -> dict[str, str] | None:
+        if not self.python_path:
+            return None  # this process's own
+        path = [*self.python_path, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
     def _receive(self, worker: _Worker, message: dict[str, Any]) -> list[Event]:
         op = message["op"]

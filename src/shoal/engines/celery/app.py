@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 TASK = "shoal.chunk"
 INFO_COMMAND = "shoal_info"
+ANY_VERSION = "any"  #: the queue suffix of workers started without a project: they serve any bundle
 
 
 def queue_name(queue: str, fingerprint: str) -> str:

@@ -1,7 +1,9 @@
 """The coordinator's side of the cluster engine: chunks out as Celery tasks, reports back.
 
 Workers are found by asking them (a Celery control command): which code version each runs, how
-many threads it has. Tasks go to the queue of the job's code version. Every in-flight chunk is
+many threads it has. Tasks go to the queue of the job's code version when workers pinned to it
+are there; otherwise to workers started without a project, after the project's code is published
+as a bundle signed with the cluster key (see shoal.bundles), which they fetch by fingerprint. Every in-flight chunk is
 watched: a running chunk beats a heartbeat each second, so one whose beats stop (its worker was
 killed, or its result was lost with a broker restart) is declared lost within LOST_AFTER seconds
 and its items are sent again, instead of waiting out a broker's visibility timeout.
@@ -24,15 +26,17 @@ from urllib.parse import urlsplit
 
 from kombu.exceptions import OperationalError
 
-from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerReady
+from shoal.engines import Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._logs import Collector
-from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.engines.celery.app import ANY_VERSION, INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.results import ResultWatch
 from shoal.errors import ConfigError, ShoalError
 from shoal.wire import Report
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from shoal.project import Project
 
 log = logging.getLogger(__name__)
 LOST_AFTER = 5.0  #: seconds without a sign of life before an in-flight chunk is sent again
@@ -67,9 +71,16 @@ class CeleryEngine:
         pipeline: str,
         discover_timeout: float = 5.0,
         log_dir: Path | None = None,
+        project: Project | None = None,
+        bundles_url: str | None = None,
     ):
         self.broker_url = broker_url
         self.queue = queue_name(queue, fingerprint)
+        self._any_queue = queue_name(queue, ANY_VERSION)
+        self.project = project  #: published as a bundle when only workers without a project are there
+        self.bundles_url = bundles_url
+        self.bundle_seconds: float | None = None  #: how long publishing the bundle took
+        self._generic = False  #: the job's chunks go to workers without a project
         self.fingerprint = fingerprint
         self.pipeline = pipeline
         self.discover_timeout = discover_timeout
@@ -80,7 +91,9 @@ class CeleryEngine:
         self._flights: dict[int, _Flight] = {}
         self._announced: set[str] = set()
         self._names: list[str] = []  #: workers serving this code version
+        self._any: list[tuple[str, dict[str, Any]]] = []  #: workers serving any signed bundle
         self._others: list[tuple[str, dict[str, Any]]] = []  #: workers serving other versions
+        self._mine: list[tuple[str, dict[str, Any]]] = []  #: workers pinned to this code version
         self._last_activity = time.monotonic()
         self._overtake: tuple[float, float] | None = None  #: (sent, seen) of the latest-sent chunk seen started
         self._down_since: float | None = None
@@ -113,6 +126,10 @@ class CeleryEngine:
                 f"cannot reach the broker at {_safe(self.broker_url)} ({exc}): start it, or point --broker "
                 "(or SHOAL_BROKER_URL) at one that runs; without --broker, shoal runs on this machine"
             ) from None
+        if not self._threads and self._any:
+            self._publish()
+            self._generic, self.queue = True, self._any_queue
+            self._count()
         if not self._threads:
             raise ConfigError(self._no_workers_message())
         for name, info in self._others:  # not an error: other pools may serve other code
@@ -219,6 +236,8 @@ class CeleryEngine:
             del self._flights[chunk_id]
             self._unwatch(flight.task_id)
             _forget(self._app, flight.task_id)
+            if info.get("refused"):  # the worker cannot run this code at all: no retry helps
+                return WorkerFailed(str(info.get("worker", "")), f"worker {info.get('worker')}: {info['refused']}")
             report = Report.from_dict(info)
             if self._logs is not None and report.logs:
                 self._logs.add(report.logs)
@@ -279,11 +298,41 @@ class CeleryEngine:
         assert self._app is not None
         replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=REPLY_WAIT)
         found = [(name, info) for reply in replies or [] for name, info in reply.items() if isinstance(info, dict)]
-        self._others = [(name, info) for name, info in found if info.get("fingerprint") != self.fingerprint]
-        mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
-        self._threads = sum(int(info.get("concurrency", 1)) for _, info in mine)
-        self._names = [name for name, _ in mine]
-        return bool(mine)
+        self._mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
+        self._any = [(name, info) for name, info in found if info.get("queue") == self._any_queue]
+        self._others = [(n, i) for n, i in found if i.get("fingerprint") not in (self.fingerprint, None)]
+        self._count()
+        return bool(self._mine or self._any)
+
+    def _count(self) -> None:
+        """The threads and names of the workers this job's chunks go to."""
+        serving = self._any if self._generic else self._mine
+        self._threads = sum(int(info.get("concurrency", 1)) for _, info in serving)
+        self._names = [name for name, _ in serving]
+
+    def _publish(self) -> None:
+        """Put the project's code where workers without a project fetch it, signed with the key."""
+        from shoal.bundle_store import open_store
+        from shoal.bundles import cluster_key, make_bundle
+
+        if self.project is None:
+            raise ConfigError("the workers here serve any project's bundle, and this run has no project to publish")
+        key = cluster_key(
+            f"the workers on {_safe(self.broker_url)} were started without a project and run only code signed "
+            "with the cluster's key"
+        )
+        started = time.monotonic()
+        blob = make_bundle(self.project, key)
+        store = open_store(self.broker_url, self.bundles_url)
+        try:
+            store.put(self.fingerprint, blob)
+        finally:
+            store.close()
+        self.bundle_seconds = time.monotonic() - started
+        log.info(
+            "published code bundle %s of %s (%.1f KiB) for workers without a project in %.3f s",
+            self.fingerprint, self.project.root, len(blob) / 1024, self.bundle_seconds,
+        )  # fmt: skip
 
     def _rediscover(self) -> None:
         while not self._stop.wait(DISCOVER_EVERY):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from shoal.engines.celery.supervisor import Supervisor
+    from shoal.engines.celery.versions import Versions
 
 log = logging.getLogger(__name__)
 STATUS_COMMAND = "shoal_status"
@@ -68,7 +69,9 @@ def _proc_cpu(pid: int) -> float:
 class WorkerStatus:
     """What one `shoal worker` reports about itself."""
 
-    def __init__(self, name: str, info: dict[str, Any], supervisor: Supervisor, log_dir: Path | None) -> None:
+    def __init__(
+        self, name: str, info: dict[str, Any], supervisor: Supervisor | Versions, log_dir: Path | None
+    ) -> None:
         self.name = name
         self.info = dict(info)
         self.supervisor = supervisor
@@ -80,11 +83,8 @@ class WorkerStatus:
     def record(self) -> dict[str, Any]:
         processes = self.supervisor.running()
         pids = [os.getpid(), *(p["pid"] for p in processes)]
-        stages = self.supervisor.stage_names
         for p in processes:
             p["rss"] = _proc_rss(p["pid"])
-            if isinstance(p.get("stage"), int) and 0 <= p["stage"] < len(stages):
-                p["stage"] = stages[p["stage"]]
         times = os.times()
         cpu = times.user + times.system + sum(_proc_cpu(pid) for pid in pids[1:])
         now = time.time()
@@ -99,6 +99,7 @@ class WorkerStatus:
             "started_at": self.started,
             "heartbeat_at": now,
             "healthy": self.supervisor.healthy,
+            "loaded": self.supervisor.loaded,  #: the code versions it has warm
             "processes": processes,
             "busy": sum(1 for p in processes if p["items"]),
             "done": self.supervisor.done,

@@ -39,6 +39,22 @@ POLL_S = 0.1  #: seconds the supervisor thread waits at most (new work and repor
 STALLED_S = 10.0  #: seconds without a turn of the supervisor's loop after which it is presumed stuck
 
 
+@dataclass(frozen=True)
+class Code:
+    """A code version a worker serves: where its files are, what they define, and the folders its
+    processes import first (the project's installed requirements)."""
+
+    root: Path
+    fingerprint: str
+    pipeline: str
+    stages: list[str]
+    python_path: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, project: Project) -> Code:
+        return cls(project.root, project.fingerprint, project.pipeline.name, [s.name for s in project.pipeline.stages])
+
+
 @dataclass
 class _Waiting:
     items: list[WireItem]
@@ -52,12 +68,13 @@ class Supervisor:
     """A pool of local worker processes serving chunks submitted from any thread."""
 
     def __init__(
-        self, project: Project, processes: int, *, log_dir: Path | None = None, metrics: WorkerMetrics | None = None
+        self, code: Code, processes: int, *, log_dir: Path | None = None, metrics: WorkerMetrics | None = None
     ) -> None:
-        self.project = project
+        self.code = code
         self.metrics = metrics
-        self.stage_names = [s.name for s in project.pipeline.stages]
-        self._engine = LocalEngine(project.root, project.fingerprint, processes, log_dir=log_dir, carry_logs=True)
+        self._engine = LocalEngine(
+            code.root, code.fingerprint, processes, log_dir=log_dir, carry_logs=True, python_path=code.python_path
+        )
         self._inbox: queue.SimpleQueue[tuple[JobSpec, list[WireItem], Future[tuple[str, Report]]]] = queue.SimpleQueue()
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
@@ -84,9 +101,20 @@ class Supervisor:
         """The supervisor's loop is running and going round: chunks handed to it will be run."""
         return not self._failure and self._thread.is_alive() and time.monotonic() - self._turned < STALLED_S
 
+    @property
+    def loaded(self) -> list[str]:
+        """The code versions this pool's processes run: its one."""
+        return [self.code.fingerprint]
+
     def running(self) -> list[dict[str, Any]]:
-        """This worker's processes and the items each runs now (see LocalEngine.running)."""
-        return self._engine.running()
+        """This worker's processes and the items each runs now (see LocalEngine.running), with
+        stages by name and the code version they run."""
+        processes = self._engine.running()
+        for p in processes:
+            p["version"] = self.code.fingerprint
+            if isinstance(p.get("stage"), int) and 0 <= p["stage"] < len(self.code.stages):
+                p["stage"] = self.code.stages[p["stage"]]
+        return processes
 
     def run(self, job: JobSpec, items: list[WireItem]) -> tuple[str, Report]:
         """Run a chunk; returns the name of the process that ran it and what became of each item."""
@@ -155,7 +183,7 @@ class Supervisor:
         waiting.worker = waiting.worker or event.worker
         unfinished = [w["id"] for w in waiting.items if w["id"] not in waiting.reported]
         suspects = [i for i in unfinished if i in set(event.suspects)]
-        stage, message = describe_loss(event, self.stage_names)
+        stage, message = describe_loss(event, self.code.stages)
         error = {"stage": stage, "type": event.kind, "message": message, "traceback": "", "batch": len(suspects)}
         waiting.report.failed += [
             {"id": i, "start": None, "end": None, "seconds": "{}", "error": error} for i in suspects
@@ -169,7 +197,7 @@ class Supervisor:
         self.done += len(waiting.report.ok) + len(waiting.report.failed)
         self.failed += len(waiting.report.failed)
         if self.metrics is not None:
-            self.metrics.record(waiting.worker, waiting.report, self.project.pipeline.name)
+            self.metrics.record(waiting.worker, waiting.report, self.code.pipeline)
             census = self._engine.census()
             self.metrics.set_workers(census.alive, census.busy)
         waiting.future.set_result((waiting.worker, waiting.report))

@@ -1,4 +1,5 @@
-"""`shoal worker PROJECT --broker URL`: a Celery worker serving one project's code version.
+"""`shoal worker [PROJECT] --broker URL`: a Celery worker serving one project's code version, or,
+without a project, any version a job publishes as a signed bundle (see shoal.bundles).
 
 The Celery worker runs a thread pool; each thread hands its task's chunk to the supervisor's
 processes and waits, beating a heartbeat into the result backend so the coordinator can tell a
@@ -15,14 +16,18 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.bundle_store import open_store
+from shoal.bundles import cluster_key
 from shoal.engines._logs import open_log
-from shoal.engines.celery.app import INFO_COMMAND, TASK, make_app, queue_name
+from shoal.engines.celery.app import ANY_VERSION, INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.status import Publisher, WorkerStatus, register_commands
-from shoal.engines.celery.supervisor import Supervisor
-from shoal.errors import FingerprintMismatchError
+from shoal.engines.celery.supervisor import Code, Supervisor
+from shoal.engines.celery.versions import Versions
+from shoal.errors import BundleError, FingerprintMismatchError
 from shoal.project import Project, load_project
 from shoal.wire import JobSpec
 
@@ -33,8 +38,18 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 1.0  #: seconds between a running task's heartbeats
 
 
+@dataclass(frozen=True)
+class Bundles:
+    """How a worker without a project gets code: the store, the cluster key, its disk cache."""
+
+    store_url: str | None
+    cache: Path
+    warm: int = 2
+    keep: int = 8
+
+
 def serve(
-    project_dir: str | Path,
+    project_dir: str | Path | None,
     broker_url: str,
     *,
     concurrency: int,
@@ -43,16 +58,33 @@ def serve(
     loglevel: str = "INFO",
     metrics_port: int | None = None,
     metrics_host: str = "0.0.0.0",
+    bundles: Bundles | None = None,
 ) -> None:
     """Run until stopped (SIGTERM lets running chunks finish; SIGINT twice stops at once)."""
-    project = load_project(project_dir)
+    project = load_project(project_dir) if project_dir is not None else None
+    key = cluster_key("a worker without a project runs only code signed with it") if project is None else b""
     app = make_app(broker_url)
     metrics, endpoint = None, None
     if metrics_port is not None:  # Prometheus scrapes each worker machine directly
         from shoal.metrics.worker import WorkerMetrics
 
         metrics, endpoint = WorkerMetrics.serve(metrics_port, metrics_host)
-    supervisor = Supervisor(project, concurrency, log_dir=log_dir, metrics=metrics)
+    supervisor: Supervisor | Versions
+    if project is not None:
+        supervisor = Supervisor(Code.of(project), concurrency, log_dir=log_dir, metrics=metrics)
+    else:
+        bundles = bundles or Bundles(None, Path("shoal-cache"))
+        store = open_store(broker_url, bundles.store_url)
+        supervisor = Versions(
+            store,
+            key,
+            bundles.cache,
+            concurrency,
+            warm=bundles.warm,
+            keep=bundles.keep,
+            log_dir=log_dir,
+            metrics=metrics,
+        )
     register(app, project, supervisor, concurrency=concurrency, queue=queue)
     hostname = f"shoal-{os.getpid()}@{os.uname().nodename}"
     status = WorkerStatus(hostname, app.conf.shoal_info, supervisor, log_dir)
@@ -66,7 +98,7 @@ def serve(
         worker = app.Worker(
             pool_cls="threads",
             concurrency=concurrency,
-            queues=[queue_name(queue, project.fingerprint)],
+            queues=[app.conf.shoal_info["queue"]],
             hostname=hostname,
             loglevel=loglevel,
             without_mingle=True,  # start in a second, not three; revokes still reach live workers
@@ -91,34 +123,42 @@ def _log_to_file(folder: Path) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def register(app: Celery, project: Project, supervisor: Supervisor, *, concurrency: int, queue: str) -> None:
-    """The chunk task and the `shoal_info` control command, bound to this worker's project."""
+def register(
+    app: Celery, project: Project | None, supervisor: Supervisor | Versions, *, concurrency: int, queue: str
+) -> None:
+    """The chunk task and the `shoal_info` control command, bound to this worker's project (or, with
+    none, to the bundles it fetches)."""
     from celery.worker.control import inspect_command
 
+    fingerprint = project.fingerprint if project is not None else ANY_VERSION
     app.conf.shoal_info = {
-        "project": str(project.root),
-        "pipeline": project.pipeline.name,
-        "fingerprint": project.fingerprint,
+        "project": str(project.root) if project is not None else None,
+        "pipeline": project.pipeline.name if project is not None else None,
+        "fingerprint": project.fingerprint if project is not None else None,
         "concurrency": concurrency,
-        "queue": queue_name(queue, project.fingerprint),
+        "queue": queue_name(queue, fingerprint),
         "pid": os.getpid(),
     }
 
     @inspect_command(name=INFO_COMMAND)  # type: ignore[untyped-decorator]
     def shoal_info(state: Any) -> dict[str, Any]:
         """Which code this worker runs, for `shoal run` to match against its job."""
-        return dict(state.consumer.app.conf.shoal_info)
+        return {**state.consumer.app.conf.shoal_info, "loaded": supervisor.loaded}
 
     @app.task(name=TASK, bind=True)  # type: ignore[untyped-decorator]
     def run_chunk(task: Task, job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
         spec = JobSpec.from_dict(job)
-        if spec.fingerprint != project.fingerprint:
+        if project is not None and spec.fingerprint != project.fingerprint:
             raise FingerprintMismatchError(
                 f"worker {task.request.hostname} runs version {project.fingerprint} of {project.root}, "
                 f"job {spec.job_id} needs {spec.fingerprint}"
             )
-        with _heartbeat(task, supervisor):
-            worker, report = supervisor.run(spec, items)
+        try:
+            with _heartbeat(task, supervisor):
+                worker, report = supervisor.run(spec, items)
+        except BundleError as exc:  # no item can run here: the job hears why, and fails at once
+            log.error("shoal: job %s: %s", spec.job_id, exc)
+            return {"worker": task.request.hostname, "refused": str(exc)}
         return {"worker": worker, **report.to_dict()}
 
 
@@ -126,7 +166,7 @@ class _heartbeat:
     """Post PROGRESS with a beat counter every HEARTBEAT_S while a task runs and the supervisor
     can run it: beats from a worker whose supervisor died would hide a chunk that never ends."""
 
-    def __init__(self, task: Task, supervisor: Supervisor) -> None:
+    def __init__(self, task: Task, supervisor: Supervisor | Versions) -> None:
         self.task = task
         self.supervisor = supervisor
         self.task_id = task.request.id  # the request is per thread: read it on the task's own thread

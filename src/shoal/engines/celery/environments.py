@@ -1,0 +1,84 @@
+"""A project's requirements, installed once per distinct requirements file into a cached folder.
+
+Never into the worker's own environment: two projects may pin different versions, and a bad pin
+must not break the worker. ``uv pip install --target`` puts the packages in a folder of their own,
+which the worker's processes put first on their path, so the project's pins win over what the
+worker itself has. The folder appears whole or not at all (built beside it, then renamed), under
+a file lock, so workers sharing a cache folder install each file once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shoal.errors import BundleError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+INSTALL_TIMEOUT_S = 1800.0
+COMPLETE = ".complete"  #: written last: a folder without it is an install that did not finish
+
+
+def requirements_env(requirements: Path, cache: Path, *, label: str) -> Path:
+    """The folder holding ``requirements``' packages for this worker's Python, installed if new."""
+    python = "".join(platform.python_version_tuple()[:2])
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    target = cache / f"py{python}-{digest}"
+    if not (target / COMPLETE).exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with locked(cache / f"{target.name}.lock"):
+            if not (target / COMPLETE).exists():
+                _install(requirements, target, label)
+    os.utime(target)  # the least recently used go first when the cache is trimmed
+    return target
+
+
+def _install(requirements: Path, target: Path, label: str) -> None:
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        raise MissingDependencyError("uv", "celery") from None
+    part = target.with_name(target.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    command = [find_uv_bin(), "pip", "install", "--target", str(part), "--python", sys.executable]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [*command, "-r", str(requirements)],
+            cwd=requirements.parent,  # paths in the file (wheels shipped in the project) are the project's
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        )
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(part, ignore_errors=True)
+        raise BundleError(f"{label}: installing requirements.txt took over {INSTALL_TIMEOUT_S:g} s") from None
+    if done.returncode != 0:
+        shutil.rmtree(part, ignore_errors=True)
+        message = (done.stderr or done.stdout).strip()[-3000:]
+        raise BundleError(f"{label}: requirements.txt does not install on this worker:\n{message}")
+    (part / COMPLETE).write_text(requirements.read_text(encoding="utf-8"))
+    part.rename(target)
+    log.info("installed the requirements of %s into %s in %.1f s", label, target, time.monotonic() - started)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` held across processes (every worker on a host shares it)."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
