@@ -93,6 +93,8 @@ def write_inventory(path: Path, hosts: Hosts, work: Path, supervisor_bin: Path) 
         "shoal_project_src": str(work / "faces"),
         "shoal_grafana": False,
         "shoal_worker_stop_timeout": 20,
+        # the hosts have no way out: uv installs a bundle's requirements from the wheelhouse
+        "shoal_worker_environment": {"UV_FIND_LINKS": str(work / "wheels"), "UV_NO_INDEX": "1"},
         "shoal_node_exporter_bin": tool("prometheus-node-exporter"),
         "shoal_prometheus_bin": tool("prometheus"),
         "shoal_redis_server": tool("redis-server"),
@@ -134,6 +136,7 @@ class Ansible:
             "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
             "ANSIBLE_NOCOLOR": "1",
             "SHOAL_BROKER_PASSWORD": secrets.token_hex(12),
+            "SHOAL_CLUSTER_KEY": secrets.token_hex(16),
         }
 
     def __call__(self, playbook: str, *args: str) -> str:
@@ -216,6 +219,47 @@ def test_a_job_runs_on_workers_of_both_hosts(fleet: tuple[Hosts, Ansible, Path],
     assert {r["worker"].rsplit(":", 1)[0] for r in results} == {"h1", "h2"}, "not every host's workers took items"
 
 
+EDIT = """
+
+@pipeline.stage()
+def edited(item: shoal.Item) -> dict[str, Any]:
+    return {"edited": True}
+"""
+
+
+def test_an_edited_pipeline_runs_on_the_fleet_with_nothing_copied(
+    fleet: tuple[Hosts, Ansible, Path], tmp_path: Path
+) -> None:
+    """From another machine (this one): an edited copy of the project, run against the fleet's broker.
+    Its workers hold no project: they fetch the new code with the job."""
+    hosts, ansible, work = fleet
+    head = hosts.hosts[0]
+    project = tmp_path / "faces"
+    shutil.copytree(work / "faces", project)
+    with (project / "pipeline.py").open("a") as code:
+        code.write(EDIT)
+    images = tmp_path / "images"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples/faces/make_data.py"), "--count", "12", "--out", str(images)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    broker = f"redis://:{ansible.env['SHOAL_BROKER_PASSWORD']}@{head.address}:6379/0"
+    env = {**os.environ, "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_CLUSTER_KEY": ansible.env["SHOAL_CLUSTER_KEY"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "run", str(project), "-i", str(images), "--broker", broker,
+         "--out", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-4000:]  # 1: some generated images are broken on purpose
+    results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert results
+    assert all(r["result"]["edited"] is True for r in results), "the edited code ran"
+    assert {r["worker"].rsplit(":", 1)[0] for r in results} == {"h1", "h2"}
+    for host in hosts.hosts:
+        fetched = list((work / host.name / "var" / "worker-cache" / "bundles").glob("*/files/pipeline.py"))
+        assert any("def edited" in path.read_text() for path in fetched), f"{host.name} fetched the edit"
+
+
 def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (job := http.get(f"/api/v1/jobs/{job_id}").json())["state"] not in FINAL_STATES:
@@ -265,7 +309,6 @@ def test_cloud_init_user_data_passes_the_schema(fleet: tuple[Hosts, Ansible, Pat
     out = work / "user-data.yaml"
     ansible(
         "cloud-init.yml", "-e", f"shoal_cloud_init_out={out}", "-e", "shoal_cloud_init_wheels=https://files.invalid/wheels/",
-        "-e", "shoal_cloud_init_project_url=https://files.invalid/faces.tar.gz",
     )  # fmt: skip
     checked = subprocess.run([cloud_init, "schema", "--config-file", str(out)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
