@@ -48,6 +48,7 @@ bench: install-test
 	$(BIN)/python bench/celery.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/bundles.py
 
 clean:
 	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

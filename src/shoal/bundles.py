@@ -98,8 +98,7 @@ def open_bundle(blob: bytes, key: bytes, fingerprint: str, into: Path) -> Manife
     tmp = into.with_name(f"{into.name}.part-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")  # signed, and still no links out or absolute paths
+        _unpack(payload, tmp)
         manifest = Manifest(**json.loads((tmp / MANIFEST).read_text(encoding="utf-8")))
         root = tmp / FILES
         found = digest_files(
@@ -113,6 +112,21 @@ def open_bundle(blob: bytes, key: bytes, fingerprint: str, into: Path) -> Manife
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _unpack(payload: bytes, folder: Path) -> None:
+    """Regular files only, each strictly inside ``folder``: signed or not, an archive never writes
+    a link, a device or a path outside (tarfile's extraction filters need Python 3.11.4)."""
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or not parts or Path(member.name).is_absolute() or ".." in parts:
+                raise BundleError(f"code bundle holds {member.name!r}, which is not a file of a project: refused")
+            target = folder.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            target.write_bytes(source.read())
 
 
 def check_python(manifest: Manifest) -> None:

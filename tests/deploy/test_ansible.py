@@ -260,6 +260,56 @@ def test_an_edited_pipeline_runs_on_the_fleet_with_nothing_copied(
         assert any("def edited" in path.read_text() for path in fetched), f"{host.name} fetched the edit"
 
 
+SLOW = """
+import os, time
+import shoal
+
+pipeline = shoal.Pipeline("slow")
+
+@pipeline.stage()
+def wait(item):
+    time.sleep(0.25)
+    return {"text": item.read_text().strip()}
+"""
+
+
+def test_a_rolling_restart_mid_job_loses_and_repeats_nothing(
+    fleet: tuple[Hosts, Ansible, Path], tmp_path: Path
+) -> None:
+    """The playbook restarts every worker, one host at a time (SIGTERM: warm shutdown), while a
+    job runs on them: every item ends once, and both the old and the new workers ran items."""
+    hosts, ansible, _ = fleet
+    project = tmp_path / "slow"
+    project.mkdir()
+    (project / "pipeline.py").write_text(SLOW)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(480):
+        (data / f"{i:03d}.txt").write_text(f"{i}\n")
+    broker = f"redis://:{ansible.env['SHOAL_BROKER_PASSWORD']}@{hosts.hosts[0].address}:6379/0"
+    env = {**os.environ, "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_CLUSTER_KEY": ansible.env["SHOAL_CLUSTER_KEY"]}
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "run", str(project), "-i", str(data), "--broker", broker, "--out", str(out)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:  # the job is under way on the fleet
+            if "running job" in line:
+                break
+        restart = ansible("site.yml", "--tags", "workers", "-e", "shoal_restart_workers=true")
+        assert "Restart after a change of environment or code shoal-worker-1" in restart
+        assert run.wait(400) == 0, run.stdout.read()[-4000:]
+    finally:
+        run.kill()
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["result"]["text"] for r in results) == sorted(str(i) for i in range(480)), "each item once"
+    assert {r["attempts"] for r in results} == {1}, "nothing ran twice"
+    assert {r["worker"].rsplit(":", 1)[0] for r in results} == {"h1", "h2"}
+    assert len({r["worker"] for r in results}) > 4, "processes of the restarted workers ran items too"
+
+
 def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (job := http.get(f"/api/v1/jobs/{job_id}").json())["state"] not in FINAL_STATES:

@@ -110,7 +110,14 @@ class Versions:
                 self._pools.move_to_end(fingerprint)
                 self._busy[fingerprint] += 1
                 return pool
-        code = self.prepare(fingerprint)  # outside the lock: other versions' chunks go on meanwhile
+        try:  # outside the lock: other versions' chunks go on meanwhile
+            code = self.prepare(fingerprint)
+        except BundleError:
+            raise
+        except Exception as exc:  # whatever it is, no chunk of this version can run here: say so once
+            log.exception("preparing code bundle %s failed", fingerprint)
+            why = f"{type(exc).__name__}: {exc}"
+            raise BundleError(f"code bundle {fingerprint} cannot be made ready on this worker: {why}") from exc
         with self._lock:
             pool = self._pools.get(fingerprint)
             if pool is None or not pool.healthy:
