@@ -93,8 +93,7 @@ def write_inventory(path: Path, hosts: Hosts, work: Path, supervisor_bin: Path) 
         "shoal_project_src": str(work / "faces"),
         "shoal_grafana": False,
         "shoal_worker_stop_timeout": 20,
-        # the hosts have no way out: uv installs a bundle's requirements from the wheelhouse
-        "shoal_worker_environment": {"UV_FIND_LINKS": str(work / "wheels"), "UV_NO_INDEX": "1"},
+        "shoal_worker_wheels": str(work / "wheels"),  # the hosts have no way out: bundles' requirements from here
         "shoal_node_exporter_bin": tool("prometheus-node-exporter"),
         "shoal_prometheus_bin": tool("prometheus"),
         "shoal_redis_server": tool("redis-server"),
@@ -365,3 +364,20 @@ def test_cloud_init_user_data_passes_the_schema(fleet: tuple[Hosts, Ansible, Pat
     data = yaml.safe_load(out.read_text())
     assert any("SHOAL_BROKER_URL=redis://" in f["content"] for f in data["write_files"])
     assert "shoal-worker-0.service" in str(data["runcmd"])
+
+
+def test_fewer_workers_in_the_inventory_stop_the_extra_ones(fleet: tuple[Hosts, Ansible, Path]) -> None:
+    """h2 runs two workers; with shoal_worker_count=1 the playbook stops and removes the second.
+    (The last test of the module: it leaves the fleet smaller.)"""
+    _, ansible, work = fleet
+    supervisorctl = [str(Path(str(tool("supervisord"))).parent / "supervisorctl"), "-c"]
+    status = [*supervisorctl, str(work / "h2" / "etc" / "supervisord.conf"), "status"]
+    before = subprocess.run(status, capture_output=True, text=True, timeout=30).stdout
+    assert "shoal-worker-1" in before
+    ansible("site.yml", "--tags", "workers", "-e", "shoal_worker_count=1")
+    after = subprocess.run(status, capture_output=True, text=True, timeout=30).stdout
+    assert re.search(r"shoal-worker-0\s+RUNNING", after), after
+    assert "shoal-worker-1" not in after
+    assert not (work / "h2" / "etc" / "systemd" / "shoal-worker-1.service").exists()
+    assert not (work / "h2" / "etc" / "shoal-worker-1.env").exists()
+    assert (work / "h2" / "etc" / "systemd" / "shoal-worker-0.service").exists()

@@ -51,6 +51,14 @@ Cache = Annotated[
 ]
 Warm = Annotated[int, typer.Option(metavar="N", help="code versions kept loaded in processes, ready to run")]
 Keep = Annotated[int, typer.Option(metavar="N", help="code bundles and requirement environments kept on disk")]
+Wheels = Annotated[
+    str | None,
+    typer.Option(
+        envvar="SHOAL_WHEELS",
+        metavar="PATH_OR_URL",
+        help="install bundles' requirements from this folder of wheels only, not a package index (offline hosts)",
+    ),
+]
 
 
 def worker_command(
@@ -66,6 +74,7 @@ def worker_command(
     cache: Cache = None,
     warm: Warm = 2,
     keep: Keep = 8,
+    wheels: Wheels = None,
 ) -> int:
     """Start a Celery worker for PROJECT, or for any project's signed code bundle; stop it with
     Ctrl-C or SIGTERM (running chunks finish)."""
@@ -88,6 +97,6 @@ def worker_command(
         loglevel=loglevel.upper(),
         metrics_port=metrics_port,
         metrics_host=metrics_host,
-        bundles=Bundles(bundles, cache or default_home() / "worker-cache", warm=warm, keep=keep),
+        bundles=Bundles(bundles, cache or default_home() / "worker-cache", warm=warm, keep=keep, wheels=wheels),
     )
     return 0

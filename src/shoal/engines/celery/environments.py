@@ -29,8 +29,9 @@ INSTALL_TIMEOUT_S = 1800.0
 COMPLETE = ".complete"  #: written last: a folder without it is an install that did not finish
 
 
-def requirements_env(requirements: Path, cache: Path, *, label: str) -> Path:
-    """The folder holding ``requirements``' packages for this worker's Python, installed if new."""
+def requirements_env(requirements: Path, cache: Path, *, label: str, wheels: str | None = None) -> Path:
+    """The folder holding ``requirements``' packages for this worker's Python, installed if new;
+    from the folder of ``wheels`` alone when given (hosts with no way to a package index)."""
     python = "".join(platform.python_version_tuple()[:2])
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     target = cache / f"py{python}-{digest}"
@@ -38,12 +39,12 @@ def requirements_env(requirements: Path, cache: Path, *, label: str) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         with locked(cache / f"{target.name}.lock"):
             if not (target / COMPLETE).exists():
-                _install(requirements, target, label)
+                _install(requirements, target, label, wheels)
     os.utime(target)  # the least recently used go first when the cache is trimmed
     return target
 
 
-def _install(requirements: Path, target: Path, label: str) -> None:
+def _install(requirements: Path, target: Path, label: str, wheels: str | None) -> None:
     try:
         from uv import find_uv_bin
     except ImportError:
@@ -51,6 +52,8 @@ def _install(requirements: Path, target: Path, label: str) -> None:
     part = target.with_name(target.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
     command = [find_uv_bin(), "pip", "install", "--target", str(part), "--python", sys.executable]
+    if wheels:
+        command += ["--no-index", "--find-links", wheels]
     started = time.monotonic()
     try:
         done = subprocess.run(

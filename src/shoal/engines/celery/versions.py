@@ -44,12 +44,14 @@ class Versions:
         *,
         warm: int = 2,
         keep: int = 8,
+        wheels: str | None = None,
         log_dir: Path | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store, self.key, self.processes = store, key, processes
         self.bundles, self.envs = cache / "bundles", cache / "envs"
         self.warm, self.keep = max(1, warm), max(1, keep)
+        self.wheels = wheels  #: requirements come from this folder of wheels alone, if given
         self.log_dir, self.metrics = log_dir, metrics
         self._pools: OrderedDict[str, Supervisor] = OrderedDict()  #: least recently used first
         self._busy: dict[str, int] = {}
@@ -156,7 +158,9 @@ class Versions:
             os.utime(folder)
         root = folder / "files"
         label = f"code bundle {fingerprint} ({manifest.pipeline})"
-        env = requirements_env(root / REQUIREMENTS, self.envs, label=label) if manifest.requirements else None
+        env = None
+        if manifest.requirements:
+            env = requirements_env(root / REQUIREMENTS, self.envs, label=label, wheels=self.wheels)
         self._trim()
         path = (str(env),) if env is not None else ()
         return Code(root, fingerprint, manifest.pipeline, manifest.stages, path)

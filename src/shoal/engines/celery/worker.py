@@ -46,6 +46,7 @@ class Bundles:
     cache: Path
     warm: int = 2
     keep: int = 8
+    wheels: str | None = None  #: where requirements are installed from, with no package index
 
 
 def serve(
@@ -82,6 +83,7 @@ def serve(
             concurrency,
             warm=bundles.warm,
             keep=bundles.keep,
+            wheels=bundles.wheels,
             log_dir=log_dir,
             metrics=metrics,
         )
