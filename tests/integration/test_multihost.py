@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,77 +14,9 @@ import pytest
 
 from tests.conftest import MakeProject
 from tests.helpers import read_results
+from tests.netns import Network, wait_for_line
 
 pytestmark = pytest.mark.integration
-
-SUBNET = "10.231.77"
-HOSTS = {"broker": 1, "coordinator": 2, "worker1": 3, "worker2": 4}
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-class Network:
-    """Namespaces named after HOSTS on one bridge; `run`/`start` execute commands inside them.
-
-    Traffic between the hosts crosses the bridge, which the firewall sees when bridge netfilter is
-    on: a Docker engine on the machine sets FORWARD's policy to DROP, so the bridge is let through
-    for as long as the test runs."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:5]
-        self.bridge = f"shbr{self.tag}"
-        self.processes: list[subprocess.Popen[bytes]] = []
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("link", "set", self.bridge, "up")
-        self._firewall("-I")
-        for host, number in HOSTS.items():
-            ns, outside, inside = self.ns(host), f"sh{self.tag}{number}a", f"sh{self.tag}{number}b"
-            _ip("netns", "add", ns)
-            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-            _ip("link", "set", inside, "netns", ns)
-            _ip("link", "set", outside, "master", self.bridge)
-            _ip("link", "set", outside, "up")
-            _ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", inside)
-            _ip("-n", ns, "link", "set", inside, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-
-    def ns(self, host: str) -> str:
-        return f"shoal-{self.tag}-{host}"
-
-    @staticmethod
-    def address(host: str) -> str:
-        return f"{SUBNET}.{HOSTS[host]}"
-
-    def start(self, host: str, command: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns(host), *command], stdout=output, stderr=subprocess.STDOUT, **kwargs
-            )  # type: ignore[call-overload]
-        self.processes.append(process)
-        return process
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for host in HOSTS:
-            subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        self._firewall("-D")
-
-    def _firewall(self, action: str) -> None:
-        """Insert (-I) or delete (-D) the rule letting the bridge forward, where iptables exists."""
-        if shutil.which("iptables"):
-            rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
-            subprocess.run(["iptables", action, *rule], capture_output=True)
 
 
 @pytest.fixture
@@ -114,24 +44,13 @@ def where(item):
 """
 
 
-def _wait_for_line(log: Path, text: bytes, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_bytes():
-            return
-        if process.poll() is not None:
-            raise AssertionError(log.read_text(errors="replace")[-2000:])
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in {log}")
-
-
 def test_broker_coordinator_and_two_workers_on_separate_hosts(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path], network: Network
 ) -> None:
     broker_host = network.address("broker")
     redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
     redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
-    _wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
+    wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
     broker = f"redis://{broker_host}:6379/0"
     project = make_project(WHERE)
     env = {**os.environ, "SHOAL_BROKER_URL": broker}
@@ -139,7 +58,7 @@ def test_broker_coordinator_and_two_workers_on_separate_hosts(
         log = home / f"{host}.log"
         command = [sys.executable, "-m", "shoal", "worker", str(project), "--concurrency", "1"]
         worker = network.start(host, [*command, "--log-dir", str(home / host)], log, env=env, cwd=home)
-        _wait_for_line(log, b" ready.", worker)
+        wait_for_line(log, b" ready.", worker)
 
     shared = home / "shared"  # the storage every host mounts (here: the same disk)
     command = [sys.executable, "-m", "shoal", "run", str(project), "-i", str(inputs(40)), "--out", str(shared / "run")]
@@ -171,7 +90,7 @@ def test_workers_with_empty_folders_on_two_hosts_run_two_projects_and_an_edit_wi
     broker_host = network.address("broker")
     redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
     redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
-    _wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
+    wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
     env = {**os.environ, "SHOAL_BROKER_URL": f"redis://{broker_host}:6379/0", "SHOAL_CLUSTER_KEY": "k" * 32}
     for host in ("worker1", "worker2"):
         empty = home / f"{host}-folder"  # the worker's whole world: no project in it, no code copied in
@@ -179,7 +98,7 @@ def test_workers_with_empty_folders_on_two_hosts_run_two_projects_and_an_edit_wi
         command = [sys.executable, "-m", "shoal", "worker", "--concurrency", "1", "--cache", str(empty / "cache")]
         log = home / f"{host}.log"
         worker = network.start(host, [*command, "--log-dir", str(empty / "logs")], log, env=env, cwd=empty)
-        _wait_for_line(log, b" ready.", worker)
+        wait_for_line(log, b" ready.", worker)
 
     shared, listing = home / "shared", inputs(20)
     first = make_project(SAYS.format(name="first", said="one"), name="first")
