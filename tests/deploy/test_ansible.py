@@ -293,20 +293,20 @@ def test_a_rolling_restart_mid_job_loses_and_repeats_nothing(
     broker = f"redis://:{ansible.env['SHOAL_BROKER_PASSWORD']}@{hosts.hosts[0].address}:6379/0"
     env = {**os.environ, "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_CLUSTER_KEY": ansible.env["SHOAL_CLUSTER_KEY"]}
     out = tmp_path / "out"
-    run = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "shoal", "run", str(project), "-i", str(data), "--broker", broker, "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        assert run.stdout is not None
-        for line in run.stdout:  # the job is under way on the fleet
-            if "running job" in line:
-                break
-        restart = ansible("site.yml", "--tags", "workers", "-e", "shoal_restart_workers=true")
-        assert "Restart after a change of environment or code shoal-worker-1" in restart
-        assert run.wait(400) == 0, run.stdout.read()[-4000:]
-    finally:
-        run.kill()
+    ) as run:  # fmt: skip
+        try:
+            assert run.stdout is not None
+            for line in run.stdout:  # the job is under way on the fleet
+                if "running job" in line:
+                    break
+            restart = ansible("site.yml", "--tags", "workers", "-e", "shoal_restart_workers=true")
+            assert "Restart after a change of environment or code shoal-worker-1" in restart
+            assert run.wait(400) == 0, run.stdout.read()[-4000:]
+        finally:
+            run.kill()
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["result"]["text"] for r in results) == sorted(str(i) for i in range(480)), "each item once"
     assert {r["attempts"] for r in results} == {1}, "nothing ran twice"

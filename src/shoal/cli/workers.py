@@ -58,7 +58,7 @@ def _table(workers: list[dict[str, Any]]) -> Table:
             str(w.get("name")),
             "[red]lost[/red]" if w["state"] == "lost" else "[green]up[/green]",
             str(w.get("queue")),
-            str(w.get("fingerprint")),
+            str(w.get("fingerprint") or "any: " + (", ".join(w.get("loaded") or []) or "none loaded")),
             f"{w.get('busy', 0)}/{w.get('concurrency', '?')}",
             running,
             str(w.get("done", 0)),

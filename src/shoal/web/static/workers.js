@@ -20,7 +20,7 @@ function workersPage() {
         const running = (w.processes || []).filter((p) => p.items.length)
           .map((p) => `${esc(p.pid)}: ${p.items.map(esc).join(", ")}${p.stage ? ` (${esc(p.stage)})` : ""}`).join("<br>");
         return `<tr data-worker="${esc(w.name)}" data-state="${esc(w.state)}" class="${w.state === "lost" ? "lost" : ""}">
-          <td>${esc(w.name)}</td><td class="state">${esc(w.state)}</td><td>${esc(w.queue)}</td><td><code>${esc(w.fingerprint)}</code></td>
+          <td>${esc(w.name)}</td><td class="state">${esc(w.state)}</td><td>${esc(w.queue)}</td><td><code>${esc(versions(w))}</code></td>
           <td>${esc(w.busy)}/${esc(w.concurrency)}</td><td>${running}</td><td>${esc(w.done)}</td><td>${esc(w.failed)}</td>
           <td>${mib(w.rss)}</td><td>${w.cpu_percent == null ? "" : esc(w.cpu_percent) + "%"}</td>
           <td>${esc(w.seconds_since_heartbeat)} s ago</td><td><button class="link" data-log="${esc(w.name)}">log</button></td></tr>`;
@@ -35,3 +35,9 @@ function workersPage() {
 }
 
 document.addEventListener("DOMContentLoaded", () => { if (document.body.dataset.page === "workers") workersPage(); });
+
+// a pinned worker's one version, or the versions a worker without a project has loaded now
+function versions(w) {
+  if (w.fingerprint) return w.fingerprint;
+  return "any: " + ((w.loaded || []).join(", ") || "none loaded");
+}
