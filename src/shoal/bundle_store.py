@@ -17,6 +17,7 @@ from shoal.errors import ConfigError
 
 KEY_PREFIX = "shoal:bundle:"
 KEEP_S = 30 * 24 * 3600  #: seconds an unused bundle stays in Redis; each job start renews it
+HEAD = 64  #: leading bytes compared before a bundle is sent again (its signature is among them)
 
 
 class BundleStore(Protocol):
@@ -36,8 +37,12 @@ class RedisBundles:
         self._redis = redis.Redis.from_url(url)
 
     def put(self, fingerprint: str, blob: bytes) -> None:
+        """Store it, or renew the same bundle already there; one signed with a key since rotated,
+        or damaged, is replaced."""
         key = KEY_PREFIX + fingerprint
-        if not self._redis.expire(key, KEEP_S):  # already there: renewed without sending it again
+        if self._redis.getrange(key, 0, HEAD - 1) == blob[:HEAD]:
+            self._redis.expire(key, KEEP_S)
+        else:
             self._redis.set(key, blob, ex=KEEP_S)
 
     def get(self, fingerprint: str) -> bytes | None:
@@ -62,8 +67,8 @@ class FsspecBundles:
 
     def put(self, fingerprint: str, blob: bytes) -> None:
         path = self._path(fingerprint)
-        if self._fs.exists(path):
-            return
+        if self._fs.exists(path) and self._fs.cat_file(path, start=0, end=HEAD) == blob[:HEAD]:
+            return  # the same bundle (another key, or damage, makes other leading bytes)
         part = f"{path}.part-{uuid.uuid4().hex[:8]}"  # a reader sees the whole file or none
         self._fs.pipe_file(part, blob)
         self._fs.mv(part, path)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from shoal.errors import BundleError, MissingDependencyError
 
@@ -29,19 +30,21 @@ INSTALL_TIMEOUT_S = 1800.0
 COMPLETE = ".complete"  #: written last: a folder without it is an install that did not finish
 
 
-def requirements_env(requirements: Path, cache: Path, *, label: str, wheels: str | None = None) -> Path:
+def requirements_env(
+    requirements: Path, cache: Path, *, label: str, wheels: str | None = None
+) -> tuple[Path, BinaryIO]:
     """The folder holding ``requirements``' packages for this worker's Python, installed if new;
-    from the folder of ``wheels`` alone when given (hosts with no way to a package index)."""
+    from the folder of ``wheels`` alone when given (hosts with no way to a package index). With it
+    comes a hold on the folder (see `hold`): close it once no process imports from there."""
     python = "".join(platform.python_version_tuple()[:2])
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     target = cache / f"py{python}-{digest}"
-    if not (target / COMPLETE).exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with locked(cache / f"{target.name}.lock"):
-            if not (target / COMPLETE).exists():
-                _install(requirements, target, label, wheels)
-    os.utime(target)  # the least recently used go first when the cache is trimmed
-    return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with locked(cache / f"{target.name}.lock"):
+        if not (target / COMPLETE).exists():
+            _install(requirements, target, label, wheels)
+        os.utime(target)  # the least recently used go first when the cache is trimmed
+        return target, hold(target)
 
 
 def _install(requirements: Path, target: Path, label: str, wheels: str | None) -> None:
@@ -74,6 +77,25 @@ def _install(requirements: Path, target: Path, label: str, wheels: str | None) -
     (part / COMPLETE).write_text(requirements.read_text(encoding="utf-8"))
     part.rename(target)
     log.info("installed the requirements of %s into %s in %.1f s", label, target, time.monotonic() - started)
+
+
+def hold(folder: Path) -> BinaryIO:
+    """A shared lock on ``<folder>.use`` for as long as the returned file is open: a folder some
+    worker's processes run from is never trimmed, whichever worker sharing the cache trims."""
+    handle = open(folder.with_name(folder.name + ".use"), "a+b")  # noqa: SIM115 (held beyond this call)
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def unused(folder: Path) -> bool:
+    """No worker holds ``folder`` (see `hold`); call it with the folder's `locked` lock held."""
+    with open(folder.with_name(folder.name + ".use"), "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
 
 
 @contextmanager

@@ -9,6 +9,7 @@ environments stay on disk; the least recently used go first, never one a chunk i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,12 +18,12 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from shoal.bundles import MANIFEST, REQUIREMENTS, Manifest, open_bundle
-from shoal.engines.celery.environments import locked, requirements_env
+from shoal.bundles import MANIFEST, REQUIREMENTS, Manifest, check_python, open_bundle
+from shoal.engines.celery.environments import hold, locked, requirements_env, unused
 from shoal.engines.celery.supervisor import Code, Supervisor
-from shoal.errors import BundleError
+from shoal.errors import BundleError, WorkerStartError
 from shoal.wire import JobSpec, Report, WireItem
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Versions:
         self.log_dir, self.metrics = log_dir, metrics
         self._pools: OrderedDict[str, Supervisor] = OrderedDict()  #: least recently used first
         self._busy: dict[str, int] = {}
+        self._holds: dict[str, list[BinaryIO]] = {}  #: per warm version: its files kept from trimming
         self._lock = threading.Lock()
         self._retired = (0, 0)  #: items done and failed by pools since closed
         self.fetched: dict[str, float] = {}  #: seconds each bundle took to fetch and unpack
@@ -66,7 +68,7 @@ class Versions:
 
     def close(self) -> None:
         with self._lock:
-            pools, self._pools = list(self._pools.values()), OrderedDict()
+            pools = [self._retire(fingerprint) for fingerprint in list(self._pools)]
         for pool in pools:
             pool.close()
 
@@ -74,9 +76,21 @@ class Versions:
         pool = self._acquire(job.fingerprint)
         try:
             return pool.run(job, items)
+        except WorkerStartError as exc:  # its processes cannot import the code or run setup(): no retry helps
+            self._discard(job.fingerprint, pool)
+            raise BundleError(
+                f"code bundle {job.fingerprint} ({pool.code.pipeline}) does not start here: {exc}"
+            ) from exc
         finally:
             with self._lock:
                 self._busy[job.fingerprint] -= 1
+
+    def _discard(self, fingerprint: str, pool: Supervisor) -> None:
+        """Close a pool that failed, if it is still the one serving its version."""
+        with self._lock:
+            if self._pools.get(fingerprint) is pool:
+                self._retire(fingerprint)
+        pool.close()
 
     @property
     def healthy(self) -> bool:
@@ -111,27 +125,27 @@ class Versions:
             if pool is not None and pool.healthy:
                 self._pools.move_to_end(fingerprint)
                 self._busy[fingerprint] += 1
+                _touch(pool.code)
                 return pool
-        try:  # outside the lock: other versions' chunks go on meanwhile
-            code = self.prepare(fingerprint)
-        except BundleError:
-            raise
-        except Exception as exc:  # whatever it is, no chunk of this version can run here: say so once
-            log.exception("preparing code bundle %s failed", fingerprint)
-            why = f"{type(exc).__name__}: {exc}"
-            raise BundleError(f"code bundle {fingerprint} cannot be made ready on this worker: {why}") from exc
+        # Outside the lock: other versions' chunks go on meanwhile. A BundleError is final (the job
+        # hears it); anything else (the store unreachable, a full disk) fails this chunk alone,
+        # which the coordinator sends again.
+        code, holds = self.prepare(fingerprint)
+        idle = []
         with self._lock:
             pool = self._pools.get(fingerprint)
             if pool is None or not pool.healthy:
                 if pool is not None:
-                    self._retire(fingerprint)
+                    idle.append(self._retire(fingerprint))
                 pool = Supervisor(code, self.processes, log_dir=self.log_dir, metrics=self.metrics)
                 pool.start()
-                self._pools[fingerprint] = pool
+                self._pools[fingerprint], self._holds[fingerprint], holds = pool, holds, []
                 self._busy.setdefault(fingerprint, 0)
             self._pools.move_to_end(fingerprint)
             self._busy[fingerprint] += 1
-            idle = self._evict()
+            idle += self._evict()
+        for handle in holds:  # another thread readied the same version meanwhile: its pool holds it
+            handle.close()
         for old in idle:
             old.close()
         return pool
@@ -143,27 +157,39 @@ class Versions:
 
     def _retire(self, fingerprint: str) -> Supervisor:
         pool = self._pools.pop(fingerprint)
+        for handle in self._holds.pop(fingerprint, []):  # its files may be trimmed from now on
+            handle.close()
         self._retired = (self._retired[0] + pool.done, self._retired[1] + pool.failed)
         log.info("code version %s is no longer kept warm", fingerprint)
         return pool
 
-    def prepare(self, fingerprint: str) -> Code:
-        """The version's files on disk, fetched and checked if new, and its requirements installed."""
+    def prepare(self, fingerprint: str) -> tuple[Code, list[BinaryIO]]:
+        """The version's files on disk, fetched and checked if new, and its requirements installed;
+        with holds on both (see environments.hold) that keep them from being trimmed."""
         folder = self.bundles / fingerprint
-        with locked(self.bundles / f"{fingerprint}.lock"):  # workers sharing the cache fetch once
-            if not (folder / MANIFEST).is_file():
-                shutil.rmtree(folder, ignore_errors=True)
-                self._fetch(fingerprint, folder)
-            manifest = Manifest(**json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
-            os.utime(folder)
-        root = folder / "files"
-        label = f"code bundle {fingerprint} ({manifest.pipeline})"
-        env = None
-        if manifest.requirements:
-            env = requirements_env(root / REQUIREMENTS, self.envs, label=label, wheels=self.wheels)
+        holds = []
+        try:
+            with locked(self.bundles / f"{fingerprint}.lock"):  # workers sharing the cache fetch once
+                if not (folder / MANIFEST).is_file():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    self._fetch(fingerprint, folder)
+                manifest = Manifest(**json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
+                check_python(manifest)  # a cache folder may be shared by workers on other Pythons
+                os.utime(folder)
+                holds.append(hold(folder))
+            root = folder / "files"
+            label = f"code bundle {fingerprint} ({manifest.pipeline})"
+            path: tuple[str, ...] = ()
+            if manifest.requirements:
+                env, held = requirements_env(root / REQUIREMENTS, self.envs, label=label, wheels=self.wheels)
+                path = (str(env),)
+                holds.append(held)
+        except BaseException:
+            for handle in holds:
+                handle.close()
+            raise
         self._trim()
-        path = (str(env),) if env is not None else ()
-        return Code(root, fingerprint, manifest.pipeline, manifest.stages, path)
+        return Code(root, fingerprint, manifest.pipeline, manifest.stages, path), holds
 
     def _fetch(self, fingerprint: str, folder: Path) -> None:
         started = time.monotonic()
@@ -181,19 +207,36 @@ class Versions:
         )  # fmt: skip
 
     def _trim(self) -> None:
-        """Keep the ``keep`` most recently used bundles and environments on disk, and every warm one."""
-        with self._lock:
-            warm = set(self._pools)
-        for folder in _oldest_first(self.bundles)[: -self.keep]:
-            if folder.name not in warm:
-                with locked(self.bundles / f"{folder.name}.lock"):
-                    shutil.rmtree(folder, ignore_errors=True)
-        for folder in _oldest_first(self.envs)[: -self.keep]:
-            if time.time() - folder.stat().st_mtime > 3600:  # one a pool still imports from was used lately
-                with locked(self.envs / f"{folder.name}.lock"):
-                    shutil.rmtree(folder, ignore_errors=True)
+        """Keep the ``keep`` most recently used bundles and environments on disk, and every one a
+        warm pool uses, here or in another worker sharing the cache; trimming never fails a chunk."""
+        try:
+            for parent in (self.bundles, self.envs):
+                for folder in _oldest_first(parent)[: -self.keep]:
+                    with locked(parent / f"{folder.name}.lock"):
+                        if unused(folder):
+                            shutil.rmtree(folder, ignore_errors=True)
+        except OSError as exc:
+            log.warning(
+                "trimming the worker cache %s failed (%s); it is tried again with the next version",
+                self.bundles.parent,
+                exc,
+            )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile by another worker sharing the cache
+        return float("inf")
 
 
 def _oldest_first(parent: Path) -> list[Path]:
     folders = [p for p in parent.iterdir() if p.is_dir() and "." not in p.name]
-    return sorted(folders, key=lambda p: p.stat().st_mtime)
+    return sorted(folders, key=_mtime)
+
+
+def _touch(code: Code) -> None:
+    """Mark a version's bundle and environment as used now, for whoever trims the cache."""
+    for folder in (code.root.parent, *map(Path, code.python_path)):
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(folder)

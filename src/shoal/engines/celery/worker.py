@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.bundle_store import open_store
-from shoal.bundles import cluster_key
+from shoal.bundles import KEY_ENV, cluster_key
 from shoal.engines._logs import open_log
 from shoal.engines.celery.app import ANY_VERSION, INFO_COMMAND, TASK, make_app, queue_name
 from shoal.engines.celery.status import Publisher, WorkerStatus, register_commands
@@ -64,6 +64,7 @@ def serve(
     """Run until stopped (SIGTERM lets running chunks finish; SIGINT twice stops at once)."""
     project = load_project(project_dir) if project_dir is not None else None
     key = cluster_key("a worker without a project runs only code signed with it") if project is None else b""
+    os.environ.pop(KEY_ENV, None)  # not for the stages' processes, nor a package's build script, to read
     app = make_app(broker_url)
     metrics, endpoint = None, None
     if metrics_port is not None:  # Prometheus scrapes each worker machine directly

@@ -10,6 +10,7 @@ import pytest
 
 from shoal.bundle_store import FsspecBundles, open_store
 from shoal.bundles import KEY_ENV, MAGIC, cluster_key, make_bundle, open_bundle
+from shoal.engines.celery.environments import hold, unused
 from shoal.errors import BundleError, ConfigError
 from shoal.project import code_files, load_project
 from tests.conftest import MakeProject
@@ -124,11 +125,22 @@ def test_bundles_in_a_folder_are_whole_or_absent(tmp_path: Path) -> None:
     assert isinstance(store, FsspecBundles)
     assert store.get("abc") is None
     store.put("abc", b"one")
-    store.put("abc", b"two")  # a fingerprint names one content: the first stays
+    store.put("abc", b"one")  # the same again: left as it is
     assert store.get("abc") == b"one"
+    store.put("abc", b"two")  # re-signed with a new key: replaced
+    assert store.get("abc") == b"two"
     assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == ["abc.bundle"]
 
 
 def test_a_rabbitmq_broker_needs_a_bundle_store_named() -> None:
     with pytest.raises(ConfigError, match="RabbitMQ broker keeps no code bundles: set --bundles URL"):
         open_store("amqp://guest:guest@127.0.0.1:5672//", None)
+
+
+def test_a_folder_held_by_a_pool_is_never_trimmed(tmp_path: Path) -> None:
+    folder = tmp_path / "0123456789abcdef"
+    folder.mkdir()
+    held = hold(folder)
+    assert not unused(folder), "held: in use by some worker's processes"
+    held.close()
+    assert unused(folder)

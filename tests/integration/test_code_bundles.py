@@ -118,6 +118,36 @@ def test_a_bundle_signed_with_another_key_fails_the_job_at_once_and_the_worker_s
     assert f"{KEY_ENV} is not set: the workers on {cluster.broker} were started without a project" in missing.stderr
 
 
+FAILS_SETUP = """
+import shoal
+
+pipeline = shoal.Pipeline("nomodel")
+
+@pipeline.stage()
+class Load:
+    def setup(self):
+        raise RuntimeError("no model file on this machine")
+
+    def process(self, items):
+        return [{} for _ in items]
+"""
+
+
+def test_code_that_does_not_start_on_the_worker_fails_the_job_at_once_and_the_worker_goes_on(
+    cluster: EngineUnderTest, make_project: MakeProject, home: Path
+) -> None:
+    cluster.start_workers(None, 1, extra=("--cache", str(home / "cache")))
+    broken = make_project(FAILS_SETUP, name="broken")
+    done = _run(cluster, broken, _data(home), home / "out-broken")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "does not start here" in done.stderr
+    assert "no model file on this machine" in done.stderr
+    fine = make_project(TEXT.format(name="fine", stage="one", expression='"ok"'), name="fine")
+    after = _run(cluster, fine, _data(home), home / "out-fine")  # the same worker serves the next project
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert sorted(r["result"]["said"] for r in read_results(home / "out-fine")) == ["ok"] * 4
+
+
 def _wheel(folder: Path) -> None:
     """A one-module wheel, shoaldemo 1.0, made here: nothing is downloaded."""
     files = {
