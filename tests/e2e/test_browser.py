@@ -151,7 +151,7 @@ def test_video_artifacts_play_in_the_page_or_say_why_not(
     # mp4v does not play in browsers: a note with a download link stands in its place
     page.wait_for_selector("#previews .unplayable")
     assert "cannot play clip-mp4v.mp4" in page.text_content("#previews .unplayable")
-    assert page.locator("#previews video").count() == 1
+    page.wait_for_function("document.querySelectorAll('#previews video').length === 1")  # the WebM alone plays
 
     with page.expect_navigation():
         page.click("#previews .tile > a >> nth=0")  # the item link, not the download

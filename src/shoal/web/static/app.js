@@ -226,7 +226,7 @@ function jobPage() {
   const base = `/jobs/${enc(id)}`;
   const RESULTS_SIZE = 50;
   let failedShown = 20, previewsShown = 12, lastFailed = -1, lastSucceeded = -1;
-  let pendingRefresh = null, finished = false, askingStart = false;
+  let pendingRefresh = null, finished = false, askingStart = false, previewsHtml = null;
   // when the running job's latest run began, on this browser's clock (the server counts the
   // seconds, so a skewed clock here does not matter); null: nothing ticks
   let runStart = null;
@@ -294,9 +294,13 @@ function jobPage() {
         else if (a.kind === "video") tiles.push(`<div class="tile"><video controls preload="metadata" src="${esc(a.url)}"></video><a href="${link}">${esc(it.input.split("/").pop())}</a></div>`);
       }
     }
-    $("#previews").innerHTML = tiles.join("") || `<p class="muted">none yet</p>`;
+    const html = tiles.join("") || `<p class="muted">none yet</p>`;
+    if (html !== previewsHtml) { // the same tiles again: keep the elements (a playing video, a note on one that cannot play)
+      previewsHtml = html;
+      $("#previews").innerHTML = html;
+      watchVideos($("#previews"));
+    }
     $("#previews-section").hidden = finished && !tiles.length; // a finished job without pictures: no card
-    watchVideos($("#previews"));
     $("#preview-count").textContent = data.total ? `(${data.items.length} of ${data.total} items)` : "";
     $("#previews-more").hidden = data.total <= data.items.length;
   }
