@@ -43,6 +43,7 @@ class Manifest:
     requirements: str | None  #: sha256 of requirements.txt; None without one
     made_on: str  #: the host that published it
     files: int
+    entry: str | None = None  #: "script.py:main" for a per-file script (see shoal.project)
 
 
 def cluster_key(needed_for: str) -> bytes:
@@ -73,6 +74,7 @@ def make_bundle(project: Project, key: bytes) -> bytes:
         requirements=hashlib.sha256(requirements).hexdigest() if requirements is not None else None,
         made_on=platform.node(),
         files=len(files),
+        entry=project.entry,
     )
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=6) as tar:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -28,6 +29,7 @@ from shoal.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.py"
 CONFIG_FILE = "shoal.toml"
+_SCRIPT = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_]\w*)$")  #: script.py:main
 _SKIP_DIRS = {"__pycache__", "shoal-runs", "node_modules", "site-packages"}
 _NOT_CODE_MARKS = ("pyvenv.cfg", "ledger.db", "job.json")  #: a folder holding one is no code of the project
 _CODE_GLOBS = ("*.py", CONFIG_FILE, "requirements*.txt")
@@ -41,10 +43,20 @@ class Project:
     pipeline: Pipeline
     fingerprint: str
     config: dict[str, Any] = field(default_factory=dict)
+    entry: str | None = None  #: "script.py:main": a script's function run on each input, no pipeline.py
+
+    @property
+    def spec(self) -> str:
+        """What load_project takes to load this project again, here or on a worker."""
+        return str(self.root / self.entry) if self.entry else str(self.root)
 
 
 def load_project(root: str | Path) -> Project:
-    """Import a project's pipeline.py and find its Pipeline; errors name the file and the fix."""
+    """Import a project's pipeline.py and find its Pipeline, or (given ``script.py:function``) make
+    a one-stage pipeline of a per-file script's function; errors name the file and the fix."""
+    script = _SCRIPT.match(str(root))
+    if script is not None:
+        return _load_script(Path(script["file"]), script["function"])
     folder = locate(root)
     for _ in range(3):
         config = read_config(folder)
@@ -58,13 +70,54 @@ def load_project(root: str | Path) -> Project:
     raise ProjectError(f"{folder} keeps changing while it is loaded: try again once the edit is saved")
 
 
+def _load_script(path: Path, function: str) -> Project:
+    """An existing script with one function per input file (``def main(path) -> dict``), unchanged:
+    its folder is the project (fingerprint, requirements.txt, shoal.toml), the function its stage."""
+    file = path.expanduser().resolve()
+    if not file.is_file():
+        raise ProjectError(f"no script at {path}: expected FILE.py:FUNCTION, e.g. analyse.py:main")
+    folder = file.parent
+    for _ in range(3):
+        config = read_config(folder)
+        before = code_stamp(folder, config)
+        digest = fingerprint(folder, config)
+        name = f"_shoal_script_{digest}_{file.stem}"
+        module = _import(file, name)
+        if code_stamp(folder, read_config(folder)) == before:
+            target = getattr(module, function, None)
+            if not callable(target):
+                raise ProjectError(f"{file} defines no function {function!r} to run on each input file")
+            return Project(
+                folder, _script_pipeline(file.stem, function, target), digest, config, f"{file.name}:{function}"
+            )
+        del sys.modules[name]
+    raise ProjectError(f"{file} keeps changing while it is loaded: try again once the edit is saved")
+
+
+def _script_pipeline(name: str, function: str, target: Callable[[str], Any]) -> Pipeline:
+    """A per-file function as a one-stage pipeline: it gets each input's local path, its return
+    value is the item's result (a bare value is kept under the function's name)."""
+    from shoal.item import Item
+
+    pipeline = Pipeline(re.sub(r"[^A-Za-z0-9_.-]", "-", name))
+
+    def run(item: Item) -> Any:
+        return target(str(item.path))
+
+    pipeline.stage(name=function)(run)
+    return pipeline
+
+
 def locate(root: str | Path) -> Path:
     """A project's folder: the folder given, or the one holding the pipeline.py given."""
     folder = Path(root).expanduser().resolve()
     if folder.is_file() and folder.name == PIPELINE_FILE:
         return folder.parent
     if folder.is_file():
-        raise ProjectError(f"{root} is a file: pass the project's folder, the one holding {PIPELINE_FILE}")
+        raise ProjectError(
+            f"{root} is a file: pass the project's folder, the one holding {PIPELINE_FILE}, or a script's "
+            f"function to run on each input file as {root}:FUNCTION"
+        )
     if not folder.is_dir():
         raise ProjectError(f"no project at {root}: expected a folder holding {PIPELINE_FILE}")
     if not (folder / PIPELINE_FILE).is_file():

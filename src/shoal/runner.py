@@ -223,7 +223,7 @@ def _job(ledger: Ledger, project: Project, settings: RunSettings, inputs: list[s
             "id": job_id,
             "pipeline": project.pipeline.name,
             "fingerprint": project.fingerprint,
-            "project": str(project.root),
+            "project": project.spec,
             "inputs": json.dumps(inputs),
             "options": json.dumps(settings.job_options()),
             "out": _out(settings.out) if settings.out else str(default_home() / job_id),

@@ -13,7 +13,10 @@ from shoal.middleware import Middleware
 Project = Annotated[
     Path,
     typer.Argument(
-        metavar="PROJECT", help="project folder holding pipeline.py (or that pipeline.py)", show_default=False
+        metavar="PROJECT",
+        help="project folder holding pipeline.py (or that pipeline.py), or SCRIPT.py:FUNCTION to run an existing "
+        "script's function on each input file",
+        show_default=False,
     ),
 ]
 Inputs = Annotated[

@@ -128,7 +128,7 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
     if name == "local":
         from shoal.engines.local import LocalEngine
 
-        return LocalEngine(project.root, project.fingerprint, settings.workers, log_dir=log_dir)
+        return LocalEngine(Path(project.spec), project.fingerprint, settings.workers, log_dir=log_dir)
     if name == "celery":
         if not settings.broker_url:
             raise ConfigError("the celery engine needs a broker: --broker URL or SHOAL_BROKER_URL")

@@ -103,7 +103,7 @@ class Catalog:
         if fingerprint(project.root, read_config(project.root)) == project.fingerprint:
             self._stamps[project.root] = stamp  # touched, not changed
             return project
-        fresh = load_project(project.root)
+        fresh = load_project(project.spec)
         del self._by_name[name]
         try:
             self._add(fresh)

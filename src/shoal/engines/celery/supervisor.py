@@ -52,7 +52,8 @@ class Code:
 
     @classmethod
     def of(cls, project: Project) -> Code:
-        return cls(project.root, project.fingerprint, project.pipeline.name, [s.name for s in project.pipeline.stages])
+        stages = [s.name for s in project.pipeline.stages]
+        return cls(Path(project.spec), project.fingerprint, project.pipeline.name, stages)
 
 
 @dataclass

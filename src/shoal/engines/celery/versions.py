@@ -125,7 +125,7 @@ class Versions:
             if pool is not None and pool.healthy:
                 self._pools.move_to_end(fingerprint)
                 self._busy[fingerprint] += 1
-                _touch(pool.code)
+                _touch(self.bundles / fingerprint, pool.code)
                 return pool
         # Outside the lock: other versions' chunks go on meanwhile. A BundleError is final (the job
         # hears it); anything else (the store unreachable, a full disk) fails this chunk alone,
@@ -189,7 +189,8 @@ class Versions:
                 handle.close()
             raise
         self._trim()
-        return Code(root, fingerprint, manifest.pipeline, manifest.stages, path), holds
+        spec = root / manifest.entry if manifest.entry else root
+        return Code(spec, fingerprint, manifest.pipeline, manifest.stages, path), holds
 
     def _fetch(self, fingerprint: str, folder: Path) -> None:
         started = time.monotonic()
@@ -235,8 +236,8 @@ def _oldest_first(parent: Path) -> list[Path]:
     return sorted(folders, key=_mtime)
 
 
-def _touch(code: Code) -> None:
+def _touch(bundle: Path, code: Code) -> None:
     """Mark a version's bundle and environment as used now, for whoever trims the cache."""
-    for folder in (code.root.parent, *map(Path, code.python_path)):
+    for folder in (bundle, *map(Path, code.python_path)):
         with contextlib.suppress(FileNotFoundError):
             os.utime(folder)

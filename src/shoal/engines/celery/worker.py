@@ -135,7 +135,7 @@ def register(
 
     fingerprint = project.fingerprint if project is not None else ANY_VERSION
     app.conf.shoal_info = {
-        "project": str(project.root) if project is not None else None,
+        "project": project.spec if project is not None else None,
         "pipeline": project.pipeline.name if project is not None else None,
         "fingerprint": project.fingerprint if project is not None else None,
         "concurrency": concurrency,

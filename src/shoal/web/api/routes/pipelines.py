@@ -17,7 +17,7 @@ def pipeline_public(project: Project) -> PipelinePublic:
         name=project.pipeline.name,
         stages=[StagePublic(name=s.name, batch_size=s.batch_size) for s in project.pipeline.stages],
         fingerprint=project.fingerprint,
-        project=str(project.root),
+        project=project.spec,
         inputs=[str(v) for v in project.config.get("run", {}).get("inputs", [])],
     )
 
