@@ -64,11 +64,7 @@ def main() -> None:
     listing.write_text("".join(f"{work / 'items' / f'{i}.txt'}\n" for i in range(args.items)))
     net = Network()
     try:
-        broker = net.address("broker")
-        redis_command = ["redis-server", "--bind", broker, "--port", "6379", "--save", "", "--appendonly", "no"]
-        redis = net.start("broker", [*redis_command, "--protected-mode", "no"], work / "redis.log")
-        wait_for_line(work / "redis.log", b"Ready to accept connections", redis)
-        env = {**os.environ, "SHOAL_BROKER_URL": f"redis://{broker}:6379/0", "SHOAL_HOME": str(work / "home")}
+        env = {**os.environ, "SHOAL_BROKER_URL": net.start_redis(work / "redis.log"), "SHOAL_HOME": str(work / "home")}
         env["SHOAL_CLUSTER_KEY"] = "bench-key-0123456789abcdef"
         figures: dict[str, float] = {}
         for hosts in (1, 2):

@@ -57,6 +57,14 @@ class Network:
         self.processes.append(process)
         return process
 
+    def start_redis(self, log: Path) -> str:
+        """Redis on the broker host, without persistence; returns its URL once it is ready."""
+        host = self.address("broker")
+        command = ["redis-server", "--bind", host, "--port", "6379", "--save", "", "--appendonly", "no"]
+        redis = self.start("broker", [*command, "--protected-mode", "no"], log)
+        wait_for_line(log, b"Ready to accept connections", redis)
+        return f"redis://{host}:6379/0"
+
     def close(self) -> None:
         for process in self.processes:
             if process.poll() is None:

@@ -47,11 +47,7 @@ def where(item):
 def test_broker_coordinator_and_two_workers_on_separate_hosts(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path], network: Network
 ) -> None:
-    broker_host = network.address("broker")
-    redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
-    redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
-    wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
-    broker = f"redis://{broker_host}:6379/0"
+    broker = network.start_redis(home / "redis.log")
     project = make_project(WHERE)
     env = {**os.environ, "SHOAL_BROKER_URL": broker}
     for host in ("worker1", "worker2"):
@@ -87,11 +83,8 @@ def say(item):
 def test_workers_with_empty_folders_on_two_hosts_run_two_projects_and_an_edit_with_nothing_copied(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path], network: Network
 ) -> None:
-    broker_host = network.address("broker")
-    redis_command = ["redis-server", "--bind", broker_host, "--port", "6379", "--save", "", "--appendonly", "no"]
-    redis = network.start("broker", [*redis_command, "--protected-mode", "no"], home / "redis.log")
-    wait_for_line(home / "redis.log", b"Ready to accept connections", redis)
-    env = {**os.environ, "SHOAL_BROKER_URL": f"redis://{broker_host}:6379/0", "SHOAL_CLUSTER_KEY": "k" * 32}
+    broker = network.start_redis(home / "redis.log")
+    env = {**os.environ, "SHOAL_BROKER_URL": broker, "SHOAL_CLUSTER_KEY": "k" * 32}
     for host in ("worker1", "worker2"):
         empty = home / f"{host}-folder"  # the worker's whole world: no project in it, no code copied in
         empty.mkdir()

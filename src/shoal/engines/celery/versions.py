@@ -59,7 +59,6 @@ class Versions:
         self._holds: dict[str, list[BinaryIO]] = {}  #: per warm version: its files kept from trimming
         self._lock = threading.Lock()
         self._retired = (0, 0)  #: items done and failed by pools since closed
-        self.fetched: dict[str, float] = {}  #: seconds each bundle took to fetch and unpack
 
     # --- the Supervisor's interface, for the Celery task and the worker's status ---------------
     def start(self) -> None:
@@ -201,7 +200,7 @@ class Versions:
                 "starts. Do this worker and the coordinator name the same --bundles (SHOAL_BUNDLES_URL)?"
             )
         manifest = open_bundle(blob, self.key, fingerprint, folder)
-        self.fetched[fingerprint] = seconds = time.monotonic() - started
+        seconds = time.monotonic() - started
         log.info(
             "fetched code bundle %s (%s, %d files, %.1f KiB) from %s in %.3f s",
             fingerprint, manifest.pipeline, manifest.files, len(blob) / 1024, manifest.made_on, seconds,
