@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,21 @@ def succeeded_when(home: Path, at_least: int, deadline: float = 60) -> tuple[str
 def kill_9(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)
+
+
+def demo_wheel(folder: Path) -> None:
+    """A one-module wheel, shoaldemo 1.0, made here: nothing is downloaded."""
+    files = {
+        "shoaldemo/__init__.py": b"VALUE = 42\n",
+        "shoaldemo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: shoaldemo\nVersion: 1.0\n",
+        "shoaldemo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    digest = {n: base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode() for n, d in files.items()}
+    record = (
+        "".join(f"{n},sha256={digest[n]},{len(d)}\n" for n, d in files.items()) + "shoaldemo-1.0.dist-info/RECORD,,\n"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "shoaldemo-1.0-py3-none-any.whl", "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+        wheel.writestr("shoaldemo-1.0.dist-info/RECORD", record)

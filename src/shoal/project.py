@@ -12,6 +12,7 @@ new job; a subpackage that happens to be called ``data`` does.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import os
@@ -72,7 +73,8 @@ def load_project(root: str | Path) -> Project:
 
 def _load_script(path: Path, function: str) -> Project:
     """An existing script with one function per input file (``def main(path) -> dict``), unchanged:
-    its folder is the project (fingerprint, requirements.txt, shoal.toml), the function its stage."""
+    its folder is the project (fingerprint, requirements.txt, shoal.toml), the function its stage.
+    Only the workers import it: its imports may need requirements this process does not have."""
     file = path.expanduser().resolve()
     if not file.is_file():
         raise ProjectError(f"no script at {path}: expected FILE.py:FUNCTION, e.g. analyse.py:main")
@@ -81,30 +83,52 @@ def _load_script(path: Path, function: str) -> Project:
         config = read_config(folder)
         before = code_stamp(folder, config)
         digest = fingerprint(folder, config)
-        name = f"_shoal_script_{digest}_{file.stem}"
-        module = _import(file, name)
+        _check_defines(file, function)
         if code_stamp(folder, read_config(folder)) == before:
-            target = getattr(module, function, None)
-            if not callable(target):
-                raise ProjectError(f"{file} defines no function {function!r} to run on each input file")
-            return Project(
-                folder, _script_pipeline(file.stem, function, target), digest, config, f"{file.name}:{function}"
-            )
-        del sys.modules[name]
+            pipeline = _script_pipeline(file, f"_shoal_script_{digest}_{file.stem}", function)
+            return Project(folder, pipeline, digest, config, f"{file.name}:{function}")
     raise ProjectError(f"{file} keeps changing while it is loaded: try again once the edit is saved")
 
 
-def _script_pipeline(name: str, function: str, target: Callable[[str], Any]) -> Pipeline:
+def _check_defines(file: Path, function: str) -> None:
+    """The script parses and defines ``function`` at its top level (read, not run)."""
+    try:
+        tree = ast.parse(file.read_bytes(), str(file))
+    except SyntaxError as exc:
+        raise ProjectError(f"{file}, line {exc.lineno}: syntax error: {exc.msg}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if function not in names:
+        raise ProjectError(f"{file} defines no function {function!r} to run on each input file")
+
+
+def _script_pipeline(file: Path, module_name: str, function: str) -> Pipeline:
     """A per-file function as a one-stage pipeline: it gets each input's local path, its return
-    value is the item's result (a bare value is kept under the function's name)."""
+    value is the item's result (a bare value is kept under the function's name). The script is
+    imported once per worker process, in setup(), so an import that fails stops the workers with
+    its reason instead of failing every item."""
     from shoal.item import Item
 
-    pipeline = Pipeline(re.sub(r"[^A-Za-z0-9_.-]", "-", name))
+    class Script:
+        target: Callable[[str], Any]
 
-    def run(item: Item) -> Any:
-        return target(str(item.path))
+        def setup(self) -> None:
+            target = getattr(_import(file, module_name), function, None)
+            if not callable(target):
+                raise ProjectError(f"{file} defines no function {function!r} to run on each input file")
+            self.target = target
 
-    pipeline.stage(name=function)(run)
+        def process(self, item: Item) -> Any:
+            return self.target(str(item.path))
+
+    pipeline = Pipeline(re.sub(r"[^A-Za-z0-9_.-]", "-", file.stem))
+    pipeline.stage(name=function)(Script)
     return pipeline
 
 

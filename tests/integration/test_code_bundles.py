@@ -4,11 +4,8 @@ cluster key, fetched by fingerprint; an edit reaches them with the next job; wha
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import pytest
 from shoal.bundles import KEY_ENV
 from tests.conftest import MakeProject
 from tests.engines import EngineUnderTest, engine_for
-from tests.helpers import read_results, shoal_cli
+from tests.helpers import demo_wheel, read_results, shoal_cli
 
 pytestmark = pytest.mark.integration
 KEY = "cluster-key-for-the-tests-0123456789"
@@ -148,24 +145,6 @@ def test_code_that_does_not_start_on_the_worker_fails_the_job_at_once_and_the_wo
     assert sorted(r["result"]["said"] for r in read_results(home / "out-fine")) == ["ok"] * 4
 
 
-def _wheel(folder: Path) -> None:
-    """A one-module wheel, shoaldemo 1.0, made here: nothing is downloaded."""
-    files = {
-        "shoaldemo/__init__.py": b"VALUE = 42\n",
-        "shoaldemo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: shoaldemo\nVersion: 1.0\n",
-        "shoaldemo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    digest = {n: base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode() for n, d in files.items()}
-    record = (
-        "".join(f"{n},sha256={digest[n]},{len(d)}\n" for n, d in files.items()) + "shoaldemo-1.0.dist-info/RECORD,,\n"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(folder / "shoaldemo-1.0-py3-none-any.whl", "w") as wheel:
-        for name, data in files.items():
-            wheel.writestr(name, data)
-        wheel.writestr("shoaldemo-1.0.dist-info/RECORD", record)
-
-
 def test_requirements_install_once_into_a_cached_environment_and_a_bad_one_fails_fast(
     cluster: EngineUnderTest, make_project: MakeProject, home: Path
 ) -> None:
@@ -173,7 +152,7 @@ def test_requirements_install_once_into_a_cached_environment_and_a_bad_one_fails
     cache = home / "cache"
     cluster.start_workers(None, 1, concurrency=2, extra=("--cache", str(cache)))
     project = make_project(USES_REQUIREMENT, toml='[project]\ninclude = ["wheels/*.whl"]\n')
-    _wheel(project / "wheels")
+    demo_wheel(project / "wheels")
     (project / "requirements.txt").write_text("--no-index\n--find-links wheels\nshoaldemo==1.0\n")
     done = _run(cluster, project, _data(home), home / "out")
     assert done.returncode == 0, done.stderr[-3000:]

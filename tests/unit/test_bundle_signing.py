@@ -10,7 +10,7 @@ import pytest
 
 from shoal.bundle_store import FsspecBundles, open_store
 from shoal.bundles import KEY_ENV, MAGIC, cluster_key, make_bundle, open_bundle
-from shoal.engines.celery.environments import hold, unused
+from shoal.environments import hold, unused
 from shoal.errors import BundleError, ConfigError
 from shoal.project import code_files, load_project
 from tests.conftest import MakeProject

@@ -127,8 +127,14 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
     name = settings.engine_name
     if name == "local":
         from shoal.engines.local import LocalEngine
+        from shoal.environments import project_environment
+        from shoal.settings import default_home
 
-        return LocalEngine(Path(project.spec), project.fingerprint, settings.workers, log_dir=log_dir)
+        env = project_environment(project.root, default_home() / "envs")
+        python_path = (str(env),) if env is not None else ()
+        return LocalEngine(
+            Path(project.spec), project.fingerprint, settings.workers, log_dir=log_dir, python_path=python_path
+        )
     if name == "celery":
         if not settings.broker_url:
             raise ConfigError("the celery engine needs a broker: --broker URL or SHOAL_BROKER_URL")

@@ -51,9 +51,9 @@ class Code:
     python_path: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, project: Project) -> Code:
+    def of(cls, project: Project, python_path: tuple[str, ...] = ()) -> Code:
         stages = [s.name for s in project.pipeline.stages]
-        return cls(Path(project.spec), project.fingerprint, project.pipeline.name, stages)
+        return cls(Path(project.spec), project.fingerprint, project.pipeline.name, stages, python_path)
 
 
 @dataclass

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shoal.bundles import MANIFEST, REQUIREMENTS, Manifest, check_python, open_bundle
-from shoal.engines.celery.environments import hold, locked, requirements_env, unused
 from shoal.engines.celery.supervisor import Code, Supervisor
+from shoal.environments import hold, locked, requirements_env, unused
 from shoal.errors import BundleError, WorkerStartError
 from shoal.wire import JobSpec, Report, WireItem
 

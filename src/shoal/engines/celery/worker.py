@@ -27,8 +27,10 @@ from shoal.engines.celery.app import ANY_VERSION, INFO_COMMAND, TASK, make_app, 
 from shoal.engines.celery.status import Publisher, WorkerStatus, register_commands
 from shoal.engines.celery.supervisor import Code, Supervisor
 from shoal.engines.celery.versions import Versions
+from shoal.environments import project_environment
 from shoal.errors import BundleError, FingerprintMismatchError
 from shoal.project import Project, load_project
+from shoal.settings import default_home
 from shoal.wire import JobSpec
 
 if TYPE_CHECKING:
@@ -73,7 +75,9 @@ def serve(
         metrics, endpoint = WorkerMetrics.serve(metrics_port, metrics_host)
     supervisor: Supervisor | Versions
     if project is not None:
-        supervisor = Supervisor(Code.of(project), concurrency, log_dir=log_dir, metrics=metrics)
+        env = project_environment(project.root, default_home() / "envs")
+        code = Code.of(project, (str(env),) if env is not None else ())
+        supervisor = Supervisor(code, concurrency, log_dir=log_dir, metrics=metrics)
     else:
         bundles = bundles or Bundles(None, Path("shoal-cache"))
         store = open_store(broker_url, bundles.store_url)
