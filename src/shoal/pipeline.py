@@ -4,7 +4,11 @@ A stage is a function or a class. A class may define ``setup()`` (run once per w
 load models there) and ``teardown()``; its ``process()`` does the work. With ``batch_size=None``
 a stage takes one Item and returns one result; with ``batch_size=N`` it takes a list of up to N
 items and returns a list of the same length, where an entry may be an exception instance to fail
-just that item.
+just that item. ``sort_by`` (a function of an item giving its cost: text length, pixels) makes
+batches of items of similar cost out of a read-ahead ``window`` of items (4 batches by default),
+so a model that pads a batch to its largest member wastes little. ``cache=True`` reuses the
+stage's result for an input whose bytes the same stage version has seen before (see
+shoal.worker.cache).
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ class Stage:
     name: str
     target: Any  #: the decorated function or class
     batch_size: int | None
+    sort_by: Callable[[Any], float] | None = None  #: an item's cost; batches are cut from items sorted by it
+    window: int | None = None  #: items read ahead to sort (sort_by); None: 4 batches
+    cache: bool | str = False  #: reuse results by input content; a string is the version, else the code's
+
+    @property
+    def read_ahead(self) -> int:
+        """Items a worker takes together for this stage: a sort window, else one batch."""
+        if self.sort_by is not None:
+            return self.window or 4 * (self.batch_size or 1)
+        return self.batch_size or 1
 
     @property
     def is_class(self) -> bool:
@@ -72,15 +86,31 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, stages={[s.name for s in self.stages]})"
 
-    def stage(self, *, batch_size: int | None = None, name: str | None = None) -> Callable[[T], T]:
+    def stage(
+        self,
+        *,
+        batch_size: int | None = None,
+        name: str | None = None,
+        sort_by: Callable[[Any], float] | None = None,
+        window: int | None = None,
+        cache: bool | str = False,
+    ) -> Callable[[T], T]:
         """Declare a stage; returns the function or class unchanged."""
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise PipelineDefinitionError(f"batch_size must be a positive integer, not {batch_size!r}")
+        for option, value in (("batch_size", batch_size), ("window", window)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise PipelineDefinitionError(f"{option} must be a positive integer, not {value!r}")
+        if sort_by is not None and not callable(sort_by):
+            raise PipelineDefinitionError(f"sort_by must be a function of an item giving its cost, not {sort_by!r}")
+        if sort_by is not None and batch_size is None:
+            raise PipelineDefinitionError("sort_by orders the items of batches: give the stage a batch_size too")
+        if window is not None and batch_size is not None and window < batch_size:
+            raise PipelineDefinitionError(f"window ({window}) must hold at least one batch ({batch_size})")
+        if not isinstance(cache, bool | str) or cache == "":
+            raise PipelineDefinitionError(f"cache must be True, False or a version name, not {cache!r}")
 
         def register(target: T) -> T:
-            self._add(Stage(name or str(getattr(target, "__name__", "")), target, batch_size))
+            stage_name = name or str(getattr(target, "__name__", ""))
+            self._add(Stage(stage_name, target, batch_size, sort_by, window, cache))
             return target
 
         return register
@@ -100,5 +130,5 @@ class Pipeline:
 
     @property
     def group_size(self) -> int:
-        """Items a worker moves through all stages together: the largest batch size."""
-        return max((s.batch_size or 1 for s in self.stages), default=1)
+        """Items a worker moves through all stages together: the largest batch or sort window."""
+        return max((s.read_ahead for s in self.stages), default=1)

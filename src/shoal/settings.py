@@ -55,6 +55,21 @@ class RunSettings(BaseSettings):
     bundles_url: str | None = Field(
         None, description="where code bundles go for workers without a project [default: a Redis broker]"
     )
+    cache_url: str | None = Field(
+        None,
+        description="where stages with cache=True keep results: a folder, fsspec URL or redis:// "
+        "[default: a Redis broker, else the shoal home's cache folder]",
+    )
+
+    @property
+    def result_cache(self) -> str:
+        """The cache_url, or what a run's workers can all reach: a Redis broker, else a folder here."""
+        if self.cache_url:
+            return self.cache_url
+        if self.engine_name == "celery" and self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return str(default_home() / "cache")
+
     new: bool = Field(False, description="start a new job even if an identical one exists")
     wait: bool = Field(False, description="when another process runs the job, wait for it instead of exiting")
     read_roots: list[str] | None = Field(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+CACHED = "cached:"  #: seconds_json key "cached:<stage>" (value 1): the stage's result came from its cache
 WireItem = dict[str, Any]
 OkRow = list[Any]  #: [id, result_json, start, end, seconds_json]
 Failure = dict[str, Any]
@@ -73,6 +74,7 @@ class JobSpec:
     fetch_timeout: float = 30.0  #: seconds to download one remote input
     item_timeout: float | None = None  #: seconds one item may take before its worker is replaced
     read_roots: list[str] | None = None  #: the only local folders items may be read from (None: any); see access
+    cache: str | None = None  #: where stages with cache=True keep results (see worker.cache)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

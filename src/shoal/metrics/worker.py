@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from shoal._json import loads
 from shoal.metrics._histogram import BatchHistogram
+from shoal.wire import CACHED
 
 if TYPE_CHECKING:
     from shoal.metrics.http import Endpoint
@@ -112,7 +113,8 @@ class WorkerMetrics:
         for row, weight in zip(picked, weights, strict=True):
             seconds = row[4]
             for stage, value in (loads(seconds) if isinstance(seconds, str | bytes) else {}).items():
-                by_stage.setdefault(stage, []).append((value, weight))
+                if not stage.startswith(CACHED):  # a cache hit's mark, not a duration
+                    by_stage.setdefault(stage, []).append((value, weight))
         for stage, values in by_stage.items():
             self.stage_seconds.observe((pipeline, stage), values)
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from shoal.errors import MissingDependencyError, StorageError
 from shoal.store import JobRecord, Ledger
 from shoal.store.schema import item_key
+from shoal.wire import CACHED
 
 PAGE = 20_000  #: rows a page holds (SQLite)
 BATCH_BYTES = 4 << 20  #: bytes a page holds (PostgreSQL)
@@ -78,8 +79,7 @@ class Page:
         return bool(pc.any(pc.not_equal(self.text("meta"), "")).as_py())
 
     @cached_property
-    def seconds(self) -> dict[str, np.ndarray[Any, Any]]:
-        """Stage seconds by stage, a value per row (0 where a row has none)."""
+    def _timings(self) -> dict[str, np.ndarray[Any, Any]]:
         table = json_table(self.text("seconds"))
         if table is None:
             return _seconds_slowly(self.text("seconds").to_pylist())
@@ -87,6 +87,16 @@ class Page:
             name: np.nan_to_num(table.column(name).to_numpy(zero_copy_only=False).astype(float))
             for name in table.column_names
         }
+
+    @cached_property
+    def seconds(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Stage seconds by stage, a value per row (0 where a row has none)."""
+        return {name: values for name, values in self._timings.items() if not name.startswith(CACHED)}
+
+    @cached_property
+    def cache_hits(self) -> dict[str, np.ndarray[Any, Any]]:
+        """By stage (cache=True), whether each row's result for it came from the cache (1) or not (0)."""
+        return {name.removeprefix(CACHED): v for name, v in self._timings.items() if name.startswith(CACHED)}
 
     @cached_property
     def took(self) -> np.ndarray[Any, Any]:

@@ -34,6 +34,7 @@ class Figures:
         self.item_seconds = Sample(seed=1)  #: succeeded items: summed stage seconds
         self.latency = Sample(seed=2)  #: succeeded items of a stream: sent to done
         self.stages: dict[str, Sample] = {}
+        self.cache_hits: Counter[str] = Counter()  #: succeeded items whose stage result came from its cache
         self.serial = 0.0  #: stage seconds of every item that ran
         self.retried = 0
         self.ran = 0
@@ -60,6 +61,8 @@ class Figures:
         self.item_seconds.add(took[done], _Ids(page.text("id"), done))
         for stage, values in page.seconds.items():
             self.stages.setdefault(stage, Sample(seed=3)).add(values[done], None)
+        for stage, hits in page.cache_hits.items():
+            self.cache_hits[stage] += int(hits[done].sum())
         if page.has_meta:  # a stream's items say when they were sent
             self.latency.add(_latencies(page, done), None)
 
@@ -119,6 +122,7 @@ class Figures:
                 for name, s in self.stages.items()
                 if s.count
             },
+            "cache_hits": {stage: hits for stage, hits in self.cache_hits.items() if hits},
             "errors": dict(self.errors.most_common()),
             "runs": [
                 {
@@ -217,6 +221,10 @@ def performance_text(report: dict[str, Any]) -> str:
         width = max(len(n) for n in report["stages"])
         for name, s in report["stages"].items():
             lines.append(f"  {name:<{width}}  {span(s['mean'])} / {span(s['p95'])} / {span(s['total'])}")
+    if report.get("cache_hits"):
+        done = report["items"]["succeeded"]
+        hits = ", ".join(f"{stage} {n} of {done}" for stage, n in report["cache_hits"].items())
+        lines += ["", f"cache hits (results reused, not computed): {hits}"]
     if report["errors"]:
         width = max(len(kind) for kind in report["errors"])
         lines += ["", "failures by type"] + [f"  {kind:<{width}}  {n}" for kind, n in report["errors"].items()]

@@ -20,9 +20,10 @@ from shoal._json import dumps, inexact
 from shoal.access import ReadPolicy
 from shoal.errors import FingerprintMismatchError, StageResultError, WorkerStartError
 from shoal.item import Item
-from shoal.pipeline import BoundStage
+from shoal.pipeline import BoundStage, Stage
 from shoal.project import Project, load_project
-from shoal.wire import JobSpec, Report, WireItem
+from shoal.wire import CACHED, JobSpec, Report, WireItem
+from shoal.worker.cache import ResultCache, cache_key, open_cache
 from shoal.worker.context import ItemContext
 
 #: called before each stage call with (first item index in the group, item count, stage index)
@@ -43,6 +44,7 @@ class Runtime:
         self.probe = probe
         self.stages: list[BoundStage] = [s.bind() for s in project.pipeline.stages]
         self._contexts: dict[tuple[str, str], ItemContext] = {}
+        self._caches: dict[str, ResultCache] = {}
 
     @classmethod
     def start(cls, project: str | Path, fingerprint: str | None = None, probe: Probe = _no_probe) -> Runtime:
@@ -85,13 +87,21 @@ class Runtime:
         """Run one group of a job's items through every stage and report on each."""
         self.check(job.fingerprint, f"job {job.job_id}")
         context = self._context(job)
-        run = _GroupRun([self._item(w, context) for w in wire_items], self.probe)
+        cache = self._cache(job.cache) if any(b.stage.cache for b in self.stages) else None
+        run = _GroupRun([self._item(w, context) for w in wire_items], self.probe, cache, self.fingerprint)
         for index, bound in enumerate(self.stages):
             run.stage(index, bound)
         report = Report(took=sum(run.took))
         for i in range(len(run.items)):
             self._finish(run, i, report, context)
         return report
+
+    def _cache(self, url: str | None) -> ResultCache | None:
+        if url is None:
+            return None
+        if url not in self._caches:
+            self._caches[url] = open_cache(url)
+        return self._caches[url]
 
     def _context(self, job: JobSpec) -> ItemContext:
         key = (job.job_id, job.out)
@@ -141,9 +151,11 @@ class Runtime:
 class _GroupRun:
     """The state of one group moving through the stages: who is still alive, timings, errors."""
 
-    def __init__(self, items: list[Item], probe: Probe) -> None:
+    def __init__(self, items: list[Item], probe: Probe, cache: ResultCache | None, fingerprint: str) -> None:
         self.items = items
         self.probe = probe
+        self.cache = cache
+        self.fingerprint = fingerprint
         n = len(items)
         self.alive = list(range(n))
         self.start = [0.0] * n
@@ -153,18 +165,78 @@ class _GroupRun:
         self.errors: dict[int, dict[str, Any]] = {}
 
     def stage(self, index: int, bound: BoundStage) -> None:
+        keys = self._cached(bound.stage) if bound.stage.cache and self.cache is not None else {}
         size = bound.stage.batch_size
+        alive = [i for i in list(self.alive) if not self._hit(bound.stage.name, i, keys)]
         if size is None:
-            for i in list(self.alive):
+            for i in alive:
                 self._call(index, bound, [i], single=True)
         else:
-            alive = list(self.alive)
+            if bound.stage.sort_by is not None:
+                alive = self._sorted(bound.stage, alive)
             for k in range(0, len(alive), size):
                 self._call(index, bound, alive[k : k + size], single=False)
+        if keys and self.cache is not None:
+            for i, key in keys.items():
+                if i not in self.errors and bound.stage.name in self.items[i].results:
+                    self.cache.put(key, self.items[i].results[bound.stage.name])
+
+    def _cached(self, stage: Stage) -> dict[int, str]:
+        """The cache key of each live item, its input read once; an unreadable input fails here."""
+        keys: dict[int, str] = {}
+        for i in list(self.alive):
+            began = time.perf_counter()
+            try:
+                keys[i] = cache_key(stage, self.fingerprint, self.items[i])
+            except Exception as exc:
+                self._fail(i, stage.name, exc)
+            self._time(i, stage.name, time.perf_counter() - began)
+        return keys
+
+    def _hit(self, name: str, i: int, keys: dict[int, str]) -> bool:
+        """Whether item ``i``'s result for this stage came from the cache (then it is applied)."""
+        if i not in keys or self.cache is None:
+            return False
+        began = time.perf_counter()
+        record = self.cache.get(keys[i])
+        if record is None:
+            return False  # a miss: the stage runs and its result is kept under keys[i]
+        del keys[i]
+        if not self.start[i]:
+            self.start[i] = time.time()
+        failure = _apply(self.items[i], name, record)
+        self._time(i, name, time.perf_counter() - began)
+        self.seconds[i][CACHED + name] = 1.0
+        self.end[i] = time.time()
+        if failure is not None:
+            self._fail(i, name, failure)
+        return True
+
+    def _sorted(self, stage: Stage, alive: list[int]) -> list[int]:
+        """Live items by cost (sort_by), so each batch holds items of similar size."""
+        assert stage.sort_by is not None
+        costs: dict[int, float] = {}
+        for i in alive:
+            try:
+                costs[i] = float(stage.sort_by(self.items[i]))
+            except Exception as exc:
+                self._fail(i, stage.name, exc)
+        return sorted(costs, key=costs.__getitem__)
+
+    def _time(self, i: int, name: str, seconds: float) -> None:
+        self.seconds[i][name] = self.seconds[i].get(name, 0.0) + seconds
+        self.took[i] += seconds
+
+    def _fail(self, i: int, name: str, exc: BaseException) -> None:
+        if not self.start[i]:
+            self.start[i] = time.time()
+        self.end[i] = time.time()
+        self.errors[i] = _error(name, exc)
+        self.alive.remove(i)
 
     def _call(self, index: int, bound: BoundStage, members: list[int], *, single: bool) -> None:
         name = bound.stage.name
-        self.probe(members[0], members[-1] - members[0] + 1, index)
+        self.probe(min(members), max(members) - min(members) + 1, index)
         now = time.time()
         for i in members:
             if not self.start[i]:
@@ -183,8 +255,7 @@ class _GroupRun:
         share = (time.perf_counter() - began) / len(members)
         now = time.time()
         for i, out in zip(members, outs, strict=True):
-            self.seconds[i][name] = share
-            self.took[i] += share
+            self._time(i, name, share)
             self.end[i] = now
             failure = _apply(self.items[i], name, out)
             if failure is not None:
