@@ -28,3 +28,11 @@ def hint_older_ledger(console: Console, db: str | None) -> None:
     if db or os.environ.get("SHOAL_DB_URL") or not older.is_file() or older.resolve() == default_home() / "ledger.db":
         return
     console.print(f"note: jobs run here before are in {older}; SHOAL_HOME=shoal-runs finds them")
+
+
+STATE_COLOURS = {"succeeded": "green", "completed_with_errors": "dark_orange", "failed": "red", "interrupted": "yellow"}
+
+
+def coloured(state: str) -> str:
+    """A job state as Rich markup: red only when nothing succeeded."""
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"

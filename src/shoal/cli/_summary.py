@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from shoal.cli._console import stdout_console
+from shoal.cli._console import coloured, stdout_console
 from shoal.report.stats import SHORT_JOB_S, span
 from shoal.store import Ledger
 
@@ -28,14 +28,6 @@ def print_result(result: RunResult) -> None:
         print_summary(stdout_console(), ledger, result.job_id, result.report, result.out)
     finally:
         ledger.close()
-
-
-STATE_COLOURS = {"succeeded": "green", "completed_with_errors": "dark_orange", "failed": "red", "interrupted": "yellow"}
-
-
-def coloured(state: str) -> str:
-    """A job state as Rich markup: red only when nothing succeeded."""
-    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
 
 
 def print_summary(console: Console, ledger: Ledger, job_id: str, report: dict[str, Any], out: Path) -> None:

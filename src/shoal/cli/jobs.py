@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from shoal.cli._console import hint_older_ledger, stdout_console
-from shoal.cli._summary import coloured
+from shoal.cli._console import coloured, hint_older_ledger, stdout_console
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
 from shoal.outputs import folder_owner, run_folder, utc
