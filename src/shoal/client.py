@@ -64,6 +64,17 @@ class Client:
             for _, (_, handle) in handles:
                 handle.close()
 
+    def predict(self, pipeline: str, files: Sequence[Path], timeout_ms: float | None = None) -> dict[str, Any]:
+        """Send files to the pipeline's online replicas; one outcome per file, in order."""
+        handles = [("files", (path.name, path.open("rb"))) for path in files]
+        try:
+            data = {"timeout_ms": str(timeout_ms)} if timeout_ms else {}
+            path = f"/pipelines/{pipeline}/predict"
+            return self._call("POST", path, data=data, files=handles, timeout=None)  # type: ignore[no-any-return]
+        finally:
+            for _, (_, handle) in handles:
+                handle.close()
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 

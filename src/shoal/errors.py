@@ -138,6 +138,22 @@ class UploadTooLargeError(ShoalError):
         self.limit = limit
 
 
+class OverloadedError(ShoalError):
+    """Raised when online inputs would overflow a pipeline's queue: try again after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineError(ShoalError):
+    """Raised when an online request is not answered before its deadline."""
+
+
+class ServingUnavailableError(ShoalError):
+    """Raised when a pipeline version cannot serve: its replicas failed to start."""
+
+
 class AuthenticationError(ShoalError):
     """Raised when a request that needs a token carries none (HTTP 401)."""
 

@@ -51,7 +51,7 @@ def _register() -> None:
     """Add the commands, importing their modules only now; once, however often it is called."""
     if app.registered_commands:
         return
-    from shoal.cli import feed, jobs, metrics, retry, run, serve, submit, token, worker, workers
+    from shoal.cli import feed, jobs, metrics, predict, retry, run, serve, submit, token, worker, workers
 
     app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
     app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
@@ -63,6 +63,7 @@ def _register() -> None:
     app.add_typer(metrics.app, short_help="export Prometheus metrics, correlate them with runs")
     app.command("serve", short_help="serve the web UI and REST API")(serve.serve_command)
     app.command("submit", short_help="submit a job to a shoal server")(submit.submit_command)
+    app.command("predict", short_help="answer files online from a server's warm replicas")(predict.predict_command)
     app.add_typer(token.app, name="token", short_help="create, list and revoke API tokens")
 
 

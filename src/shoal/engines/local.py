@@ -104,6 +104,14 @@ class LocalEngine:
     def capacity(self) -> int:
         return sum(PREFETCH - len(w.chunks) for w in self._workers.values() if not w.killed_for)
 
+    def idle(self) -> int:
+        """Workers started and holding no chunk: one submitted now runs at once, behind nothing."""
+        return sum(1 for w in self._workers.values() if w.ready and not w.chunks and not w.killed_for)
+
+    def ready(self) -> int:
+        """Workers started (project imported, setup() done)."""
+        return sum(1 for w in self._workers.values() if w.ready and not w.killed_for)
+
     def submit(self, chunk: Chunk) -> None:
         worker = min(
             (w for w in self._workers.values() if not w.killed_for), key=lambda w: (len(w.chunks), not w.ready)

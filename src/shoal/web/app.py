@@ -25,10 +25,12 @@ from starlette.types import ASGIApp
 
 from shoal import __version__
 from shoal.middleware import Middleware
+from shoal.serving import Serving
+from shoal.serving.metrics import ServingMetrics
 from shoal.store import Ledger
 from shoal.store.tokens import has_tokens
 from shoal.web import handlers
-from shoal.web.api.routes import events, files, health, items, jobs, pipelines, session, workers
+from shoal.web.api.routes import events, files, health, items, jobs, pipelines, predict, session, workers
 from shoal.web.catalog import Catalog
 from shoal.web.docs import install_docs
 from shoal.web.hosts import HostGate, HostPolicy
@@ -57,16 +59,25 @@ def create_app(
     metrics = ServerMetrics(ledger, local_workers=settings.engine_name == "local")
     service = JobService(settings, ledger, catalog, middleware=middleware, per_job=metrics.for_job)
     guard = Guard(ledger, settings.auth_required)
-    parts = Parts(settings, ledger, catalog, service, guard, JobViews(ledger, service))
+    roots = settings.input_roots()
+    serving = Serving(
+        catalog,
+        settings.data_root,
+        read_roots=None if roots is None else [str(r) for r in roots],
+        metrics=ServingMetrics(metrics.registry),
+    )
+    parts = Parts(settings, ledger, catalog, service, guard, JobViews(ledger, service), serving)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if guard.required and not has_tokens(ledger):
             log.warning("shoal: this server needs tokens and has none yet: run `shoal token create NAME`")
         service.start()
+        await run_in_threadpool(serving.start_configured)
         try:
             yield
         finally:
+            await run_in_threadpool(serving.close)
             await run_in_threadpool(service.stop)
             ledger.close()
 
@@ -82,7 +93,7 @@ def create_app(
     )
     app.state.parts = parts
     handlers.install(app)
-    for module in (jobs, items, files, events, pipelines):  # the most requested first
+    for module in (predict, jobs, items, files, events, pipelines):  # the most requested first
         app.include_router(module.router, prefix=API)
     app.include_router(session.router, prefix=API)
     app.include_router(workers.router, prefix=API)

@@ -22,12 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoal.errors import (
     AuthenticationError,
     ConfigError,
+    DeadlineError,
     JobBusyError,
     JobStateError,
     NotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     ProjectError,
     RangeNotSatisfiableError,
+    ServingUnavailableError,
     ShoalError,
     StorageError,
     UnknownPipelineError,
@@ -45,6 +48,9 @@ STATUS: list[tuple[type[ShoalError], int]] = [
     (JobBusyError, 409),
     (UploadTooLargeError, 413),
     (RangeNotSatisfiableError, 416),
+    (OverloadedError, 429),
+    (ServingUnavailableError, 503),
+    (DeadlineError, 504),
     (ProjectError, 503),  # the server's own pipeline code fails to load: not the request's fault
     (StorageError, 503),
     (ConfigError, 422),
@@ -99,6 +105,9 @@ async def shoal_error(request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, RangeNotSatisfiableError):
         headers = {"Content-Range": f"bytes */{exc.size}"}
+    if isinstance(exc, OverloadedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        body["retry_after_s"] = round(exc.retry_after, 3)
     return SafeJSON(body, status_code=status, headers=headers)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.serving import Serving
 from shoal.store import Ledger
 from shoal.web.catalog import Catalog
 from shoal.web.security import Guard
@@ -21,6 +22,7 @@ class Parts:
     service: JobService
     guard: Guard
     views: JobViews
+    serving: Serving  #: pipelines answering predict requests online
 
     @property
     def exports(self) -> Path:
