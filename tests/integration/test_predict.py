@@ -229,3 +229,21 @@ def test_shoal_predict_prints_one_answer_per_file_in_order(server: LiveServer, t
     missing = shoal_cli("predict", "echo", str(tmp_path / "nope.txt"), "--server", server.url)
     assert missing.returncode != 0
     assert "not a file" in missing.stderr
+
+
+def test_replicas_change_at_runtime_warm_first_then_take_over(server: LiveServer) -> None:
+    with server.client() as client:
+        assert _predict(client, {"inputs": [{"data": "a"}]}).status_code == 200
+        changed = client.put("/api/v1/pipelines/echo/serving", json={"replicas": 2})
+        assert changed.status_code == 202, changed.text
+        assert changed.json()["starting"]["replicas"] == 2
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert _predict(client, {"inputs": [{"data": "a b"}]}).status_code == 200  # served all along
+            active = client.get("/api/v1/pipelines/echo/serving").json()["active"]
+            if active["replicas"] == 2 and active["ready"] == 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two replicas never took over")
+        assert client.put("/api/v1/pipelines/echo/serving", json={"replicas": 99}).status_code == 422

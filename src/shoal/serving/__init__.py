@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DRAIN_POLL_S = 0.05
+MAX_REPLICAS = 16
 
 
 @dataclass(frozen=True)
@@ -124,45 +125,43 @@ class Serving:
                     self._retire(active)
                 active = self._active[name] = self._new_pool(project)
                 return active
-            if active.version == project.fingerprint:
-                return active
             starting = self._starting.get(name)
-            if starting is None or starting.version != project.fingerprint:
-                if starting is not None:
-                    self._retire(starting)
+            if starting is not None and starting.version != project.fingerprint:
+                self._retire(starting)  # a newer edit came before it was ready
+                starting = None
+            if starting is None and active.version != project.fingerprint:
                 starting = self._starting[name] = self._new_pool(project)
-            if starting.failure is not None:
-                self._problems[name] = f"version {starting.version} failed to load: {starting.failure}"
+            if starting is None:
                 return active
-            if starting.ready_replicas == 0:
-                return active  # the new version warms beside the old, which answers meanwhile
+            if starting.failure is not None:
+                self._problems[name] = f"version {starting.version} failed to start: {starting.failure}"
+                return active
+            if starting.ready_replicas < starting.engine.workers:
+                return active  # the new set warms beside the old, which answers meanwhile
             del self._starting[name]
             self._active[name] = starting
             self._problems.pop(name, None)
-            log.info("shoal: %s now served by version %s (was %s)", name, starting.version, active.version)
+            log.info("shoal: %s now served by version %s, %d replicas", name, starting.version, starting.engine.workers)
             self._retire(active)
             return starting
 
-    def set_replicas(self, name: str, replicas: int) -> ReplicaPool:
-        """Serve ``name`` with this many replicas from now: a fresh set warms, then takes over."""
-        if replicas < 1:
-            raise ConfigError("replicas must be 1 or more")
+    def set_replicas(self, name: str, replicas: int) -> None:
+        """Serve ``name`` with this many replicas: a fresh set warms beside the current one and
+        takes over once every replica is ready (at the next request); returns at once."""
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise ConfigError(f"replicas must be 1 to {MAX_REPLICAS}")
         project = self.catalog.get(name)
         with self._lock:
+            if self._replicas.get(name) == replicas and name in self._active:
+                return
             self._replicas[name] = replicas
-            fresh = self._new_pool(project)
-            old = self._active.get(name)
-        if old is not None and fresh.wait_ready(600) and fresh.failure is None:
-            with self._lock:
-                self._active[name] = fresh
-                self._retire(old)
-            return fresh
-        if old is None:
-            with self._lock:
-                self._active[name] = fresh
-            return fresh
-        fresh.close()
-        raise ServingUnavailableError(f"{name}: the new replicas did not start: {fresh.failure}")
+            active, starting = self._active.get(name), self._starting.pop(name, None)
+            if starting is not None:
+                self._retire(starting)
+            if active is None:
+                self._active[name] = self._new_pool(project)
+            elif active.engine.workers != replicas or active.version != project.fingerprint:
+                self._starting[name] = self._new_pool(project)
 
     def status(self, name: str) -> dict[str, Any]:
         if name not in self.catalog.names:

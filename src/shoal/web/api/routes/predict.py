@@ -31,7 +31,7 @@ from shoal.errors import (
     UnknownPipelineError,
     UploadTooLargeError,
 )
-from shoal.serving import Serving
+from shoal.serving import MAX_REPLICAS, Serving
 from shoal.web.api.deps import PartsDep
 from shoal.web.fields import Name
 from shoal.web.uploads import new_upload_dir, receive
@@ -56,7 +56,7 @@ class PredictRequest(BaseModel):
 
 
 class ServingUpdate(BaseModel):
-    replicas: int = Field(ge=1, le=64)
+    replicas: int = Field(ge=1, le=MAX_REPLICAS)
 
 
 def _serving(parts: Any) -> Serving:
@@ -198,7 +198,11 @@ async def serving_status(name: Name, parts: PartsDep) -> dict[str, Any]:
     return await run_in_threadpool(_serving(parts).status, name)
 
 
-@router.put("/{name}/serving", summary="Serve the pipeline with this many replicas (warmed before they take over)")
+@router.put(
+    "/{name}/serving",
+    status_code=202,
+    summary="Serve the pipeline with this many replicas: they warm, then take over",
+)
 async def set_serving(name: Name, update: Annotated[ServingUpdate, Body()], parts: PartsDep) -> dict[str, Any]:
     serving = _serving(parts)
     await run_in_threadpool(serving.set_replicas, name, update.replicas)
