@@ -63,3 +63,10 @@ def test_batch_time_is_fitted_as_a_line() -> None:
     assert abs(a - 0.005) < 1e-9
     assert abs(b - 0.001) < 1e-9
     assert abs((times.predict(16) or 0) - 0.021) < 1e-9
+
+
+def test_a_fixed_window_holds_even_a_lone_request() -> None:
+    batcher = Batcher(BatchPolicy(max_batch_size=10, max_latency_ms=10, adaptive=False))
+    batcher.add(_waiting(1.0))
+    assert batcher.take(1.0) == []
+    assert len(batcher.take(1.010)) == 1

@@ -44,6 +44,7 @@ class ServeConfig:
     timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
     cost_field: str | None = None  #: batch by the total length of this input field (meta), not by count
     max_batch_cost: float | None = None
+    adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
 
     @classmethod
     def of(cls, project: Project) -> ServeConfig:
@@ -62,7 +63,9 @@ class ServeConfig:
     def policy(self) -> BatchPolicy:
         field = self.cost_field
         cost = None if field is None else (lambda wire: float(len(str((wire.get("meta") or {}).get(field, "")))))
-        return BatchPolicy(self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost)
+        return BatchPolicy(
+            self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost, self.adaptive
+        )
 
 
 class Serving:

@@ -35,6 +35,7 @@ class BatchPolicy:
     max_queue: int = 1024  #: inputs waiting at most; past it requests are refused (429)
     max_batch_cost: float | None = None  #: a batch's cost limit, by ``cost`` (total text length, pixels)
     cost: Callable[[Any], float] | None = None  #: an input's cost; None: each counts 1
+    adaptive: bool = True  #: False: a fixed window, always held until full or max_latency_ms (to compare)
 
 
 @dataclass
@@ -128,7 +129,9 @@ class Batcher:
         size = self._full_size()
         if size < len(self.waiting) or size == self.policy.max_batch_size:
             return self._pop(size)
-        if self._held(now) >= self.policy.max_latency_ms / 1000 or not self._waiting_pays(now):
+        if self._held(now) >= self.policy.max_latency_ms / 1000:
+            return self._pop(len(self.waiting))
+        if self.policy.adaptive and not self._waiting_pays(now):
             return self._pop(len(self.waiting))
         return []
 
