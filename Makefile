@@ -6,7 +6,7 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 DEMO_COUNT ?= 200
 DEMO_DATA := examples/faces/data
 
-.PHONY: demo test install-demo install-test lint bench clean
+.PHONY: demo test install-demo install-test lint bench clean experiment
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: install-test lint
 	./scripts/test-services
 	$(BIN)/python -m pytest
 
+# A load experiment on a streaming job (examples/stream-experiment/README.md), about 4 minutes.
+# Needs Redis and Debian's prometheus (+ prometheus-node-exporter), which test-services installs and starts.
+experiment: install-test
+	-./scripts/test-services
+	$(BIN)/python examples/stream-experiment/run_experiment.py
+
 bench: install-test
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/celery.py
@@ -51,4 +57,4 @@ bench: install-test
 	$(BIN)/python bench/bundles.py
 
 clean:
-	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache examples/stream-experiment/data
