@@ -186,7 +186,8 @@ def digest_files(files: Iterable[tuple[str, bytes]]) -> str:
 def code_files(folder: Path, config: dict[str, Any] | None = None) -> list[Path]:
     """The files the fingerprint covers, in a stable order."""
     config = config or {}
-    patterns = (*_CODE_GLOBS, *config.get("project", {}).get("include", []))
+    table = config.get("project", {})
+    patterns = (*_CODE_GLOBS, *table.get("include", []), *table.get("models", []))  # model files: the version too
     inputs = [str(v) for v in config.get("run", {}).get("inputs", []) if "://" not in str(v)]
     skip = tuple(os.path.normpath(v).rstrip("/") for v in inputs if not os.path.isabs(v))
     return _code_files(folder, patterns, skip + tuple(config.get("project", {}).get("exclude", [])))

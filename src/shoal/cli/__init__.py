@@ -51,7 +51,7 @@ def _register() -> None:
     """Add the commands, importing their modules only now; once, however often it is called."""
     if app.registered_commands:
         return
-    from shoal.cli import feed, jobs, metrics, predict, retry, run, serve, submit, token, worker, workers
+    from shoal.cli import feed, jobs, metrics, models, predict, retry, run, serve, submit, token, worker, workers
 
     app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
     app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
@@ -65,6 +65,8 @@ def _register() -> None:
     app.command("submit", short_help="submit a job to a shoal server")(submit.submit_command)
     app.command("predict", short_help="answer files online from a server's warm replicas")(predict.predict_command)
     app.add_typer(token.app, name="token", short_help="create, list and revoke API tokens")
+    app.add_typer(models.app, name="models", short_help="versions of served pipelines: list, promote, roll back")
+    app.command("deploy", short_help="register a project as a version and roll it out")(models.deploy_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,93 +1,88 @@
 """Online serving: the pipelines a server runs as jobs, answering predict requests too.
 
-Each pipeline served online gets a ReplicaPool of its own (warm processes, adaptive batching),
-started on its first request or at server start when ``[serve] replicas`` is set. When a
-project's code changes, the new version starts beside the old one and takes requests only once
-a replica of it is ready; the old one then drains (every request it holds is answered) and
-stops. A version that fails to load never takes a request: the old one keeps serving, and the
-failure is shown in the pipeline's serving status.
+Each pipeline served online has lanes (see lane.py): production always, and a canary taking a
+share of requests (sticky by a request key when one is given) or a shadow seeing a copy of them,
+when the model registry names one. Production serves the registry's ``production`` version when
+there is one, else the project folder's code as it is now (edits are picked up). The registry is
+read again every second, so `shoal models promote`, a rollback or a `git push` deploy reaches a
+running server within seconds. A guard thread judges canaries and shadows (see guard.py): a
+breach rolls the candidate back, recorded in the registry with the reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal import registry
 from shoal.errors import ConfigError, ProjectError, ServingUnavailableError, UnknownPipelineError
 from shoal.project import Project
-from shoal.serving.batcher import BatchPolicy
+from shoal.serving.config import MAX_REPLICAS, ServeConfig
+from shoal.serving.guard import Agreement, Guardrails, verdict
+from shoal.serving.lane import Lane
 from shoal.serving.metrics import ServingMetrics
 from shoal.serving.pool import ReplicaPool, RetiredError
 from shoal.wire import JobSpec, WireItem
 
 if TYPE_CHECKING:
+    from shoal.store import Ledger
     from shoal.web.catalog import Catalog
 
+__all__ = ["MAX_REPLICAS", "ServeConfig", "Serving"]
 log = logging.getLogger(__name__)
-DRAIN_POLL_S = 0.05
-MAX_REPLICAS = 16
+ROUTES_TTL_S = 1.0  #: how stale the registry's aliases may be
+GUARD_EVERY_S = 0.25
 
 
-@dataclass(frozen=True)
-class ServeConfig:
-    """A pipeline's ``[serve]`` table in shoal.toml."""
+@dataclass
+class _Routes:
+    """What the registry says of a pipeline, as last read."""
 
-    replicas: int = 1
-    max_batch_size: int = 32
-    max_latency_ms: float = 10.0
-    max_queue: int = 1024
-    timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
-    cost_field: str | None = None  #: batch by the total length of this input field (meta), not by count
-    max_batch_cost: float | None = None
-    adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
+    production: registry.ModelVersion | None = None
+    canary: tuple[registry.ModelVersion, registry.Alias] | None = None
+    shadow: tuple[registry.ModelVersion, registry.Alias] | None = None
+    read_at: float = 0.0
 
-    @classmethod
-    def of(cls, project: Project) -> ServeConfig:
-        table = dict(project.config.get("serve", {}))
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(f"{project.root}/shoal.toml [serve]: unknown setting(s) {', '.join(unknown)}")
-        if "max_batch_size" not in table:  # the pipeline's own batch size is what its model is built for
-            table["max_batch_size"] = max(project.pipeline.group_size, 1)
-        config = cls(**table)
-        if config.replicas < 0 or config.max_batch_size < 1 or config.max_queue < 1 or config.timeout_ms <= 0:
-            raise ConfigError(f"{project.root}/shoal.toml [serve]: replicas >= 0, max_batch_size, max_queue >= 1")
-        return config
 
-    def policy(self) -> BatchPolicy:
-        field = self.cost_field
-        cost = None if field is None else (lambda wire: float(len(str((wire.get("meta") or {}).get(field, "")))))
-        return BatchPolicy(
-            self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost, self.adaptive
-        )
+@dataclass
+class _Pipeline:
+    production: Lane
+    canary: Lane
+    shadow: Lane
+    routes: _Routes = field(default_factory=_Routes)
+    agreement: Agreement = field(default_factory=Agreement)
+    projects: dict[str, Project] = field(default_factory=dict)  #: registry versions, loaded once
 
 
 class Serving:
-    """The server's online pipelines: one active ReplicaPool each, and versions starting or draining."""
+    """The server's online pipelines, their lanes, and the registry that routes them."""
 
     def __init__(
         self,
         catalog: Catalog,
         data_root: Path,
         *,
+        ledger: Ledger | None = None,
         read_roots: list[str] | None = None,
         metrics: ServingMetrics | None = None,
     ) -> None:
         self.catalog = catalog
         self.data_root = data_root
+        self.ledger = ledger
         self.read_roots = read_roots
         self.metrics = metrics
-        self._active: dict[str, ReplicaPool] = {}
-        self._starting: dict[str, ReplicaPool] = {}
-        self._replicas: dict[str, int] = {}  #: set at runtime, over shoal.toml
-        self._problems: dict[str, str] = {}  #: a newer version that could not take over, and why
-        self._lock = threading.Lock()
+        self._pipelines: dict[str, _Pipeline] = {}
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._guard = threading.Thread(target=self._watch, name="shoal-serve-guard", daemon=True)
+        self._guard.start()
 
     def start_configured(self) -> None:
         """Warm the pipelines whose shoal.toml asks for replicas, before any request."""
@@ -95,109 +90,252 @@ class Serving:
             if "replicas" in project.config.get("serve", {}) and ServeConfig.of(project).replicas > 0:
                 self.pool(project.pipeline.name)
 
+    # --- requests ----------------------------------------------------------------------------
     def predict(
-        self, name: str, inputs: list[WireItem], timeout_s: float | None
+        self, name: str, inputs: list[WireItem], timeout_s: float | None, key: str | None = None
     ) -> tuple[ReplicaPool, Future[Any], float]:
-        """Queue the inputs with the pipeline's active version; the future answers each, in order,
-        within the deadline returned (the request's, capped by ``[serve] timeout_ms``)."""
+        """Queue the inputs with the version that answers this request (production, or the
+        canary for its share); the future answers each input, in order, within the deadline
+        returned (the request's, capped by ``[serve] timeout_ms``). A shadow gets a copy."""
         for _ in range(3):
-            pool = self.pool(name)
+            pool, shadow = self._route(name, key)
             limit = ServeConfig.of(pool.project).timeout_ms / 1000
             deadline = min(timeout_s, limit) if timeout_s else limit
             try:
-                return pool, pool.submit(inputs, deadline), deadline
+                future = pool.submit(inputs, deadline)
             except RetiredError:
                 continue  # a newer version took over between the two calls: it answers
+            if shadow is not None:
+                self._copy_to(shadow, name, inputs, deadline, future)
+            return pool, future, deadline
         raise ServingUnavailableError(f"{name}: versions keep changing; try again")
 
     def pool(self, name: str) -> ReplicaPool:
-        """The version that answers ``name`` now, started if new; a changed project starts beside it."""
-        try:
-            project = self.catalog.get(name)
-        except ProjectError as exc:
-            with self._lock:
-                active = self._active.get(name)
-                if active is None:
-                    raise
-                self._problems[name] = f"the edited code does not load, so version {active.version} serves on: {exc}"
-                return active
-        with self._lock:
-            active = self._active.get(name)
-            if active is None or (active.failure is not None and active.version != project.fingerprint):
-                if active is not None:
-                    self._retire(active)
-                active = self._active[name] = self._new_pool(project)
-                return active
-            starting = self._starting.get(name)
-            if starting is not None and starting.version != project.fingerprint:
-                self._retire(starting)  # a newer edit came before it was ready
-                starting = None
-            if starting is None and active.version != project.fingerprint:
-                starting = self._starting[name] = self._new_pool(project)
-            if starting is None:
-                return active
-            if starting.failure is not None:
-                self._problems[name] = f"version {starting.version} failed to start: {starting.failure}"
-                return active
-            if starting.ready_replicas < starting.engine.workers:
-                return active  # the new set warms beside the old, which answers meanwhile
-            del self._starting[name]
-            self._active[name] = starting
-            self._problems.pop(name, None)
-            log.info("shoal: %s now served by version %s, %d replicas", name, starting.version, starting.engine.workers)
-            self._retire(active)
-            return starting
+        """The production version answering ``name`` now, started if new."""
+        return self._route(name, None, trial=False)[0]
 
+    def _route(self, name: str, key: str | None, *, trial: bool = True) -> tuple[ReplicaPool, ReplicaPool | None]:
+        with self._lock:
+            state = self._state(name)
+            routes = self._routes(name, state)
+            production = self._production(name, state, routes)
+            if not trial:
+                return production, None
+            chosen, shadow = production, None
+            if routes.canary is not None:
+                record, alias = routes.canary
+                canary = state.canary.serve(self._version_project(state, record))
+                if canary is not None and canary.failure is None and _takes(key, alias.weight or 0.0):
+                    chosen = canary
+            if routes.shadow is not None:
+                shadow = state.shadow.serve(self._version_project(state, routes.shadow[0]))
+                shadow = shadow if shadow is not None and shadow.failure is None else None
+            return chosen, shadow
+
+    def _production(self, name: str, state: _Pipeline, routes: _Routes) -> ReplicaPool:
+        lane = state.production
+        if routes.production is not None:
+            try:
+                project = self._version_project(state, routes.production)
+            except (ProjectError, ConfigError) as exc:
+                if lane.active is None:
+                    raise
+                lane.problem = f"production version {routes.production.version} does not load: {exc}"
+                return lane.active
+        else:
+            try:
+                project = self.catalog.get(name)
+            except ProjectError as exc:
+                if lane.active is None:
+                    raise
+                lane.problem = f"the edited code does not load, so version {lane.active.version} serves on: {exc}"
+                return lane.active
+        pool = lane.serve(project)
+        assert pool is not None  # production always has a pool
+        return pool
+
+    def _copy_to(
+        self, shadow: ReplicaPool, name: str, inputs: list[WireItem], deadline: float, answer: Future[Any]
+    ) -> None:
+        """Send a copy to the shadow; when both have answered, count whether they agreed."""
+        try:
+            copy = shadow.submit(inputs, deadline)
+        except ServingUnavailableError:
+            return  # a shadow is never worth a request's failure
+        agreement = self._state(name).agreement
+
+        def compare(_: Future[Any]) -> None:
+            both = answer.done() and copy.done() and not answer.cancelled() and not copy.cancelled()
+            if both and answer.exception() is None and copy.exception() is None:
+                agreement.add(answer.result(), copy.result())
+
+        answer.add_done_callback(compare)
+        copy.add_done_callback(compare)
+
+    # --- registry ----------------------------------------------------------------------------
+    def _routes(self, name: str, state: _Pipeline) -> _Routes:
+        now = time.monotonic()
+        if self.ledger is None or now - state.routes.read_at < ROUTES_TTL_S:
+            return state.routes
+        aliases = registry.aliases(self.ledger, name)
+        routes = _Routes(read_at=now)
+        for role in (registry.PRODUCTION, registry.CANARY, registry.SHADOW):
+            alias = aliases.get(role)
+            if alias is None:
+                continue
+            record = registry.get_version(self.ledger, name, alias.version)
+            if role == registry.PRODUCTION:
+                routes.production = record
+            elif role == registry.CANARY:
+                routes.canary = (record, alias)
+            else:
+                routes.shadow = (record, alias)
+        if routes.canary is None and state.routes.canary is not None:
+            state.canary.close()
+        if routes.shadow is None and state.routes.shadow is not None:
+            state.shadow.close()
+        if routes.shadow is not None and (
+            state.routes.shadow is None or state.routes.shadow[0].version != routes.shadow[0].version
+        ):
+            state.agreement = Agreement()
+        state.routes = routes
+        return routes
+
+    def _version_project(self, state: _Pipeline, record: registry.ModelVersion) -> Project:
+        project = state.projects.get(record.version)
+        if project is None:
+            project = state.projects[record.version] = registry.load_version(record)
+        return project
+
+    def _watch(self) -> None:
+        """Judge canaries and shadows against their guardrails, a few times a second."""
+        while not self._closing.wait(GUARD_EVERY_S):
+            with self._lock:
+                judged = [
+                    (name, role, lane, alias, state.agreement)
+                    for name, state in self._pipelines.items()
+                    for role, lane, found in (
+                        (registry.CANARY, state.canary, state.routes.canary),
+                        (registry.SHADOW, state.shadow, state.routes.shadow),
+                    )
+                    if found is not None
+                    for alias in [found[1]]
+                ]
+            for name, role, lane, alias, agreement in judged:
+                pool = lane.active
+                if pool is None or pool.version != alias.version:
+                    continue
+                found = verdict(role, pool, Guardrails.of(alias.options), agreement if role == "shadow" else None)
+                if found is not None:
+                    self._act(name, role, alias, *found)
+
+    def _act(self, name: str, role: str, alias: registry.Alias, action: str, why: str) -> None:
+        if self.ledger is None:
+            return
+        try:
+            if action == "rollback":
+                registry.drop_alias(self.ledger, name, role, by="guardrails", kind=f"{role}_rolled_back", detail=why)
+                log.warning("shoal: %s %s %s rolled back: %s", name, role, alias.version, why)
+            else:
+                registry.promote(self.ledger, name, alias.version, by="guardrails", detail=why)
+                log.info("shoal: %s %s %s promoted: %s", name, role, alias.version, why)
+        except Exception:
+            log.exception("shoal: could not record the %s of %s %s", action, name, role)
+            return
+        with self._lock:
+            state = self._pipelines.get(name)
+            if state is not None:
+                state.routes.read_at = 0.0  # read the registry again at the next request
+
+    # --- status and control ------------------------------------------------------------------
     def set_replicas(self, name: str, replicas: int) -> None:
         """Serve ``name`` with this many replicas: a fresh set warms beside the current one and
         takes over once every replica is ready (at the next request); returns at once."""
         if not 1 <= replicas <= MAX_REPLICAS:
             raise ConfigError(f"replicas must be 1 to {MAX_REPLICAS}")
-        project = self.catalog.get(name)
         with self._lock:
-            if self._replicas.get(name) == replicas and name in self._active:
+            state = self._state(name)
+            if state.production.replicas == replicas and state.production.active is not None:
                 return
-            self._replicas[name] = replicas
-            active, starting = self._active.get(name), self._starting.pop(name, None)
-            if starting is not None:
-                self._retire(starting)
-            if active is None:
-                self._active[name] = self._new_pool(project)
-            elif active.engine.workers != replicas or active.version != project.fingerprint:
-                self._starting[name] = self._new_pool(project)
+            routes = self._routes(name, state)
+            project = (
+                self._version_project(state, routes.production)
+                if routes.production is not None
+                else self.catalog.get(name)
+            )
+            state.production.resize(project, replicas)
 
     def status(self, name: str) -> dict[str, Any]:
-        if name not in self.catalog.names:
-            raise UnknownPipelineError(name, self.catalog.names)
         with self._lock:
-            active, starting = self._active.get(name), self._starting.get(name)
+            state = self._state(name)
+            lanes: dict[str, Any] = {}
+            for role, lane in (("production", state.production), ("canary", state.canary), ("shadow", state.shadow)):
+                lanes[role] = {
+                    "active": lane.active.stats() if lane.active is not None else None,
+                    "starting": lane.starting.stats() if lane.starting is not None else None,
+                    "problem": lane.problem,
+                }
+            routes = state.routes
+            production = lanes["production"]
             return {
                 "pipeline": name,
-                "active": active.stats() if active is not None else None,
-                "starting": starting.stats() if starting is not None else None,
-                "problem": self._problems.get(name),
+                "active": production["active"],
+                "starting": production["starting"],
+                "problem": production["problem"],
+                "lanes": lanes,
+                "canary_share": routes.canary[1].weight if routes.canary is not None else None,
+                "shadow_disagreement": state.agreement.rate if routes.shadow is not None else None,
             }
 
-    def close(self) -> None:
+    def traffic(self, name: str) -> dict[str, dict[str, Any]]:
+        """Per version answering now: role, answered, error rate, p50/p99 and share of inputs."""
         with self._lock:
-            pools = [*self._active.values(), *self._starting.values()]
-            self._active.clear()
-            self._starting.clear()
+            state = self._pipelines.get(name)
+            if state is None:
+                return {}
+            found = {
+                pool.version: {"role": role, **pool.traffic.summary()}
+                for role, lane in (("production", state.production), ("canary", state.canary), ("shadow", state.shadow))
+                for pool in lane.pools()
+            }
+        served = sum(v["answered"] for v in found.values() if v["role"] != "shadow") or 1
+        for value in found.values():
+            value["share"] = None if value["role"] == "shadow" else value["answered"] / served
+        return found
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            pools = [
+                p for s in self._pipelines.values() for lane in (s.production, s.canary, s.shadow) for p in lane.pools()
+            ]
+            self._pipelines.clear()
         for pool in pools:
             pool.close()
 
-    def _new_pool(self, project: Project) -> ReplicaPool:
+    def _state(self, name: str) -> _Pipeline:
+        if name not in self.catalog.names:
+            raise UnknownPipelineError(name, self.catalog.names)
+        state = self._pipelines.get(name)
+        if state is None:
+            state = self._pipelines[name] = _Pipeline(
+                Lane(name, "production", self._new_pool),
+                Lane(name, "canary", self._new_pool),
+                Lane(name, "shadow", self._new_pool),
+            )
+        return state
+
+    def _new_pool(self, project: Project, replicas: int | None) -> ReplicaPool:
         from shoal.environments import project_environment
         from shoal.settings import default_home
 
         config = ServeConfig.of(project)
-        replicas = self._replicas.get(project.pipeline.name, config.replicas) or 1
         out = self.data_root / "serving" / project.pipeline.name
         spec = JobSpec(f"serve-{project.pipeline.name}", project.fingerprint, str(out), read_roots=self.read_roots)
         env = project_environment(project.root, default_home() / "envs")
         return ReplicaPool(
             project,
-            replicas,
+            replicas or config.replicas or 1,
             config.policy(),
             spec,
             log_dir=out / "logs",
@@ -205,13 +343,11 @@ class Serving:
             metrics=self.metrics,
         )
 
-    def _retire(self, pool: ReplicaPool) -> None:
-        """Let ``pool`` answer what it holds, then stop it (on a thread: callers go on)."""
-        pool.retiring = True
 
-        def drain() -> None:
-            while not pool.drained():
-                time.sleep(DRAIN_POLL_S)
-            pool.close()
-
-        threading.Thread(target=drain, name=f"shoal-drain-{pool.version}", daemon=True).start()
+def _takes(key: str | None, share: float) -> bool:
+    """Whether a request goes to the canary: by its key's hash when given (the same key always
+    goes the same way), else at random."""
+    if key is None:
+        return random.random() < share
+    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+    return bucket / 2**64 < share

@@ -68,6 +68,39 @@ class Request:
             self.future.set_exception(error)
 
 
+class Traffic:
+    """What one version answered: inputs, failures, and recent latencies (for p50/p99)."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.answered = 0
+        self.failed = 0
+        self.latencies: deque[float] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def add(self, ok: bool, seconds: float) -> None:
+        with self._lock:
+            self.answered += 1
+            self.failed += not ok
+            self.latencies.append(seconds)
+
+    def percentile(self, q: float) -> float | None:
+        with self._lock:
+            ordered = sorted(self.latencies)
+        if not ordered:
+            return None
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        p50, p99 = self.percentile(50), self.percentile(99)
+        return {
+            "answered": self.answered,
+            "failed": self.failed,
+            "error_rate": self.failed / self.answered if self.answered else None,
+            "p50_ms": None if p50 is None else round(p50 * 1000, 3),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+        }
+
+
 @dataclass
 class _Sent:
     entries: dict[str, Waiting]  #: by the item id the replica knows
@@ -97,6 +130,7 @@ class ReplicaPool:
             Path(project.spec), project.fingerprint, replicas, log_dir=log_dir, python_path=python_path
         )
         self.batcher = Batcher(policy)
+        self.traffic = Traffic()
         self.started = time.monotonic()
         self.load_seconds: float | None = None
         self.failure: str | None = None
@@ -169,6 +203,7 @@ class ReplicaPool:
             "batch_time_fit": {"a_s": fitted[0], "b_s": fitted[1]} if fitted else None,
             "load_seconds": self.load_seconds,
             "failure": self.failure,
+            **self.traffic.summary(),
         }
 
     def _overload_reason(self, asked: int) -> str:
@@ -289,6 +324,7 @@ class ReplicaPool:
     def _answer(self, entry: Waiting, outcome: dict[str, Any]) -> None:
         request, index, _ = entry.payload
         request.answer(index, {**outcome, "version": self.version})
+        self.traffic.add(outcome["ok"], time.monotonic() - request.arrived)
         if self.metrics is not None:
             self.metrics.inputs.labels(*self._labels, "ok" if outcome["ok"] else "failed").inc()
 
@@ -296,6 +332,7 @@ class ReplicaPool:
         for entry in self.batcher.expired(now):
             request = entry.payload[0]
             if not request.future.done():
+                self.traffic.add(False, now - request.arrived)
                 request.fail(
                     DeadlineError(
                         f"no answer within the request's deadline of {request.deadline - request.arrived:g} s: "

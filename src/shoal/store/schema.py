@@ -155,3 +155,42 @@ submissions = Table(
     Column("upload", Text),  #: the folder its uploaded files are in
     Column("error", Text),  #: why its last run could not start; not resumed while set
 )
+
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("pipeline", String(64), primary_key=True),
+    Column("version", String(32), primary_key=True),  #: the fingerprint of its code and model files
+    Column("created_at", Float, nullable=False),
+    Column("source", Text),  #: where it came from: a git commit, a folder
+    Column("created_by", String(64)),  #: who registered it (a token's name, a git pusher, a user)
+    Column("folder", Text, nullable=False),  #: its files, kept as they were registered
+    Column("metrics", Text),  #: JSON: the smoke or golden-set run's figures
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("pipeline", String(64), primary_key=True),
+    Column("alias", String(64), primary_key=True),  #: production, canary, shadow, or any name
+    Column("version", String(32), nullable=False),
+    Column("previous", String(32)),  #: what the alias named before: a rollback goes back to it
+    Column("weight", Float),  #: a canary's share of traffic (0-1); NULL for other aliases
+    Column("options", Text),  #: JSON: a canary's guardrails (sticky key, minimum samples, limits)
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(64)),
+)
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),  #: registered, promoted, rolled_back, canary, shadow, alias
+    Column("version", String(32)),
+    Column("by", String(64)),
+    Column("detail", Text),  #: why: a guardrail's breach, a push's commit
+    Index("ix_model_events_pipeline", "pipeline", "id"),
+)

@@ -30,7 +30,7 @@ from shoal.serving.metrics import ServingMetrics
 from shoal.store import Ledger
 from shoal.store.tokens import has_tokens
 from shoal.web import handlers
-from shoal.web.api.routes import events, files, health, items, jobs, pipelines, predict, session, workers
+from shoal.web.api.routes import events, files, health, items, jobs, models, pipelines, predict, session, workers
 from shoal.web.catalog import Catalog
 from shoal.web.docs import install_docs
 from shoal.web.hosts import HostGate, HostPolicy
@@ -63,6 +63,7 @@ def create_app(
     serving = Serving(
         catalog,
         settings.data_root,
+        ledger=ledger,
         read_roots=None if roots is None else [str(r) for r in roots],
         metrics=ServingMetrics(metrics.registry),
     )
@@ -95,6 +96,7 @@ def create_app(
     handlers.install(app)
     for module in (predict, jobs, items, files, events, pipelines):  # the most requested first
         app.include_router(module.router, prefix=API)
+    app.include_router(models.router, prefix=API)
     app.include_router(session.router, prefix=API)
     app.include_router(workers.router, prefix=API)
     app.include_router(workers.page_router)

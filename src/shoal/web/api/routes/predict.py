@@ -94,7 +94,8 @@ async def predict(name: Name, request: Request, parts: PartsDep) -> dict[str, An
     try:
         inputs, timeout_ms = await _inputs(request, folder, parts.settings.max_upload_bytes)
         timeout_s = timeout_ms / 1000 if timeout_ms else None
-        pool, future, deadline_s = await run_in_threadpool(serving.predict, name, inputs, timeout_s)
+        key = request.headers.get("x-shoal-key")  # the same key always meets the same canary decision
+        pool, future, deadline_s = await run_in_threadpool(serving.predict, name, inputs, timeout_s, key)
         labels = (name, pool.version)
         try:
             outputs = await asyncio.wait_for(asyncio.wrap_future(future), timeout=deadline_s)

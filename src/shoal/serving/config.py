@@ -1,0 +1,46 @@
+"""A pipeline's ``[serve]`` table in shoal.toml: replicas, batching, queue and deadline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoal.errors import ConfigError
+from shoal.project import Project
+from shoal.serving.batcher import BatchPolicy
+
+MAX_REPLICAS = 16
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """A pipeline's ``[serve]`` table in shoal.toml."""
+
+    replicas: int = 1
+    max_batch_size: int = 32
+    max_latency_ms: float = 10.0
+    max_queue: int = 1024
+    timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
+    cost_field: str | None = None  #: batch by the total length of this input field (meta), not by count
+    max_batch_cost: float | None = None
+    adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
+
+    @classmethod
+    def of(cls, project: Project) -> ServeConfig:
+        table = dict(project.config.get("serve", {}))
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"{project.root}/shoal.toml [serve]: unknown setting(s) {', '.join(unknown)}")
+        if "max_batch_size" not in table:  # the pipeline's own batch size is what its model is built for
+            table["max_batch_size"] = max(project.pipeline.group_size, 1)
+        config = cls(**table)
+        if config.replicas < 0 or config.max_batch_size < 1 or config.max_queue < 1 or config.timeout_ms <= 0:
+            raise ConfigError(f"{project.root}/shoal.toml [serve]: replicas >= 0, max_batch_size, max_queue >= 1")
+        return config
+
+    def policy(self) -> BatchPolicy:
+        field = self.cost_field
+        cost = None if field is None else (lambda wire: float(len(str((wire.get("meta") or {}).get(field, "")))))
+        return BatchPolicy(
+            self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost, self.adaptive
+        )
