@@ -52,6 +52,10 @@ def ui_router(templates: Jinja2Templates) -> APIRouter:
         pipelines = [pipeline_public(p) for p in parts.catalog]
         return render(request, "pipelines.html", parts, caller, page="pipelines", pipelines=pipelines)
 
+    @pages.get("/models", response_class=HTMLResponse)
+    def models_page(request: Request, parts: PartsDep, caller: Caller) -> HTMLResponse:
+        return render(request, "models.html", parts, caller, page="models")
+
     @pages.get("/jobs/{job_id}", response_class=HTMLResponse)
     def job_page(request: Request, job: JobDep, parts: PartsDep, caller: Caller) -> HTMLResponse:
         return render(request, "job.html", parts, caller, page="job", job=job)
