@@ -37,12 +37,13 @@ class Score:
             if random.random() < FAILS:
                 out.append(RuntimeError("this version fails now and then"))
             else:
-                out.append({"score": self.weight * len(item.meta["text"]), "weight": self.weight})
+                text = item.meta["text"] if item.uri is None else item.read_text()
+                out.append({"score": self.weight * len(text), "weight": self.weight})
         return out
 
 FAILS = 0.0
 """
-TOML = '[project]\nmodels = ["weights.txt"]\n[serve]\nmax_latency_ms = 2\n'
+TOML = '[project]\nmodels = ["weights.txt"]\n[serve]\nmax_latency_ms = 2\nlog_requests = true\n'
 
 
 def _version(project: Path, weight: float, fails: float = 0.0) -> Path:
@@ -244,3 +245,31 @@ def test_a_shadow_sees_a_copy_never_answers_and_is_stopped_when_it_disagrees(
     (event,) = [e for e in registry.events(ledger, "scorer") if e["kind"] == "shadow_rolled_back"]
     assert "disagreed with production on 100.0%" in event["detail"]
     ledger.close()
+
+
+def test_the_request_log_replays_what_one_version_answered_through_another(
+    server: LiveServer, project: Path, home: Path
+) -> None:
+    first = _register(project)
+    shoal_cli("models", "promote", "scorer", first)
+    with server.client() as client:
+        _until(lambda: _ask(client)["version"] == first, "the registered version serving")
+        body = {"inputs": [{"meta": {"text": "abc"}}, {"data": "abcdefgh"}]}
+        assert client.post("/api/v1/pipelines/scorer/predict", json=body).status_code == 200
+        files = [("files", ("f.txt", b"xyz", "text/plain"))]
+        assert client.post("/api/v1/pipelines/scorer/predict", files=files).status_code == 200
+    _version(project, 2.0)
+    second = _register(project)
+    time.sleep(1.0)  # the log is written in batches, twice a second
+
+    same = shoal_cli("models", "replay", "scorer", "--version", first, "--with", first)
+    assert same.returncode == 0, same.stderr
+    answered = int(same.stdout.split(": ")[1].split()[0])
+    assert answered >= 4  # every input answered so far, the uploaded file and the inline text kept
+    assert f"{answered} agree, 0 differ" in same.stdout
+
+    other = shoal_cli("models", "replay", "scorer", "--version", first, "--with", second)
+    assert other.returncode == 1, other.stderr
+    assert f"0 agree, {answered} differ" in other.stdout
+    assert "'weight': 1.0} -> {" in other.stdout
+    assert "'weight': 2.0}" in other.stdout

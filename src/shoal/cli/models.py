@@ -227,3 +227,31 @@ def deploy_command(
     finally:
         ledger.close()
     return 0
+
+
+@app.command("replay", short_help="run what one version answered through another, and compare")
+def replay(
+    pipeline: Pipeline,
+    version: Annotated[str, typer.Option("--version", metavar="VERSION", help="whose logged answers to replay")],
+    against: Annotated[str, typer.Option("--with", metavar="VERSION", help="the version to score them with")],
+    limit: Annotated[int, typer.Option(metavar="N", help="the latest N answered inputs")] = 1000,
+    workers: Annotated[int | None, typer.Option(metavar="N", help="worker processes for the replay")] = None,
+    db: Db = None,
+) -> int:
+    """Re-score the inputs VERSION answered (from the request log: [serve] log_requests = true)
+    with the other version, on this machine, and print how many answers agree; exit 1 if any
+    differ."""
+    from shoal.replay import replay_log
+
+    ledger = _ledger(db)
+    try:
+        found = replay_log(ledger, pipeline, version, against, limit=limit, workers=workers)
+    finally:
+        ledger.close()
+    print(
+        f"{pipeline}: {found.total} inputs answered by {found.version} replayed with {found.against}: "
+        f"{found.agreed} agree, {len(found.differences)} differ"
+    )
+    for difference in found.differences[:10]:
+        print(f"  input {difference['input']}: {difference['before']} -> {difference['after']}")
+    return 1 if found.differences else 0

@@ -27,6 +27,7 @@ from shoal.project import Project
 from shoal.serving.config import MAX_REPLICAS, ServeConfig
 from shoal.serving.guard import Agreement, Guardrails, verdict
 from shoal.serving.lane import Lane
+from shoal.serving.log import PredictionLog
 from shoal.serving.metrics import ServingMetrics
 from shoal.serving.pool import ReplicaPool, RetiredError
 from shoal.wire import JobSpec, WireItem
@@ -81,6 +82,7 @@ class Serving:
         self._pipelines: dict[str, _Pipeline] = {}
         self._lock = threading.RLock()
         self._closing = threading.Event()
+        self.requests = PredictionLog(ledger, data_root) if ledger is not None else None
         self._guard = threading.Thread(target=self._watch, name="shoal-serve-guard", daemon=True)
         self._guard.start()
 
@@ -303,6 +305,13 @@ class Serving:
             value["share"] = None if value["role"] == "shadow" else value["answered"] / served
         return found
 
+    def record(
+        self, pool: ReplicaPool, inputs: list[WireItem], outputs: list[dict[str, Any]], seconds: float, folder: Path
+    ) -> None:
+        """Keep the answered inputs in the request log, where the version's [serve] asks for it."""
+        if self.requests is not None and ServeConfig.of(pool.project).log_requests:
+            self.requests.record(pool.project.pipeline.name, inputs, outputs, seconds, folder)
+
     def close(self) -> None:
         self._closing.set()
         with self._lock:
@@ -312,6 +321,8 @@ class Serving:
             self._pipelines.clear()
         for pool in pools:
             pool.close()
+        if self.requests is not None:
+            self.requests.close()
 
     def _state(self, name: str) -> _Pipeline:
         if name not in self.catalog.names:

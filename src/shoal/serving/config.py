@@ -22,6 +22,7 @@ class ServeConfig:
     timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
     cost_field: str | None = None  #: batch by the total length of this input field (meta), not by count
     max_batch_cost: float | None = None
+    log_requests: bool = False  #: keep each answered input in the ledger (see serving.log)
     adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
 
     @classmethod

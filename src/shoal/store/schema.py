@@ -194,3 +194,18 @@ model_events = Table(
     Column("detail", Text),  #: why: a guardrail's breach, a push's commit
     Index("ix_model_events_pipeline", "pipeline", "id"),
 )
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("input", Text, nullable=False),  #: JSON: meta, and the uri or kept copy of the file it read
+    Column("result", Text),  #: JSON
+    Column("error", Text),  #: JSON {stage, type, message}
+    Index("ix_predictions_version", "pipeline", "version", "id"),
+)

@@ -108,6 +108,7 @@ async def predict(name: Name, request: Request, parts: PartsDep) -> dict[str, An
             _count(serving, labels, outcome, arrived)
             raise
         _count(serving, labels, "ok", arrived)
+        await run_in_threadpool(serving.record, pool, inputs, outputs, time.monotonic() - arrived, folder)
         return {
             "pipeline": name,
             "version": pool.version,
