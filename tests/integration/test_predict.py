@@ -116,6 +116,7 @@ def test_concurrent_requests_are_batched_and_a_lone_one_is_not_held(server: Live
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert 'shoal_predict_requests_total{outcome="ok",pipeline="echo"' in metrics
     assert "shoal_predict_batch_size_bucket" in metrics
+    assert 'shoal_predict_traffic_share{pipeline="echo",role="production"' in metrics
 
 
 def test_overload_is_a_429_with_retry_after_and_a_deadline_a_504(server: LiveServer) -> None:
@@ -145,6 +146,18 @@ def test_malformed_bodies_are_named(server: LiveServer, body: dict[str, object],
         response = _predict(client, body)
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
+
+
+def test_an_oversized_body_is_a_413_naming_the_limit(make_project: MakeProject, home: Path) -> None:
+    project = make_project(PIPELINE, toml=SERVE.format(queue=64))
+    for live in running(LiveServer(projects=[project], max_upload_mb=1)):
+        with live.client() as client:
+            files = [("files", ("big.txt", b"x" * (2 * 2**20), "text/plain"))]
+            too_big = client.post("/api/v1/pipelines/echo/predict", files=files)
+            assert too_big.status_code == 413, too_big.text
+            assert too_big.json()["limit"] == 2**20
+            inline = _predict(client, {"inputs": [{"data": "x" * (2 * 2**20)}]})
+            assert inline.status_code == 413, inline.text
 
 
 def test_unknown_pipeline_and_non_json_are_4xx(server: LiveServer) -> None:

@@ -223,6 +223,7 @@ class Serving:
                     if found is not None
                     for alias in [found[1]]
                 ]
+            self._gauge_shares()
             for name, role, lane, alias, agreement in judged:
                 pool = lane.active
                 if pool is None or pool.version != alias.version:
@@ -230,6 +231,15 @@ class Serving:
                 found = verdict(role, pool, Guardrails.of(alias.options), agreement if role == "shadow" else None)
                 if found is not None:
                     self._act(name, role, alias, *found)
+
+    def _gauge_shares(self) -> None:
+        if self.metrics is None:
+            return
+        with self._lock:
+            names = list(self._pipelines)
+        for name in names:
+            for version, figures in self.traffic(name).items():
+                self.metrics.share.labels(name, version, figures["role"]).set(figures["share"] or 0.0)
 
     def _act(self, name: str, role: str, alias: registry.Alias, action: str, why: str) -> None:
         if self.ledger is None:

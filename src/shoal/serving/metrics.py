@@ -56,6 +56,12 @@ class ServingMetrics:
         )
         self.queue = Gauge("shoal_predict_queue_depth", "Inputs waiting for a batch", labels, registry=registry)
         self.replicas = Gauge("shoal_predict_replicas", "Replicas ready to serve", labels, registry=registry)
+        self.share = Gauge(
+            "shoal_predict_traffic_share",
+            "Share of a pipeline's answered inputs each version gave (production and canary; a shadow's is 0)",
+            [*labels, "role"],
+            registry=registry,
+        )
         self.load_seconds = Gauge(
             "shoal_predict_model_load_seconds",
             "Seconds the version's replicas took to start (import, setup: model load)",
