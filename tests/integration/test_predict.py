@@ -260,3 +260,20 @@ def test_replicas_change_at_runtime_warm_first_then_take_over(server: LiveServer
         else:
             pytest.fail("the two replicas never took over")
         assert client.put("/api/v1/pipelines/echo/serving", json={"replicas": 99}).status_code == 422
+
+
+def test_hostile_inline_data_is_a_clear_4xx_or_a_per_input_error(server: LiveServer) -> None:
+    with server.client() as client:
+        not_ascii = _predict(client, {"inputs": [{"data_base64": "\u00ad\u00ce"}]})
+        assert not_ascii.status_code == 422, not_ascii.text
+        assert "input 0: data_base64 is not base64" in not_ascii.json()["detail"]
+        surrogate = client.post(
+            "/api/v1/pipelines/echo/predict",
+            content=b'{"inputs": [{"data": "\\ud834x"}]}',
+            headers={"content-type": "application/json"},
+        )
+        assert surrogate.status_code == 422, surrogate.text
+        assert "not JSON" in surrogate.json()["detail"]
+        nul = _predict(client, {"inputs": [{"uri": "a\u0000b"}, {"data": "fine"}]})
+        assert nul.status_code == 200, nul.text
+        assert [o["ok"] for o in nul.json()["outputs"]] == [False, True]

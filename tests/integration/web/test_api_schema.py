@@ -19,9 +19,10 @@ from tests.web_server import LiveServer
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 60  #: per operation and phase; about 45 s here on two cores
+EXAMPLES = 60  #: per operation and phase; about 70 s here on two cores, minutes when they are busy
 
 
+@pytest.mark.timeout(600)
 def test_schemathesis_finds_no_server_error(
     serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -33,7 +34,7 @@ def test_schemathesis_finds_no_server_error(
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json"]
     command += ["--checks", "not_a_server_error", "--max-examples", str(EXAMPLES), "--seed", "7"]
     command += ["--request-timeout", "60", "--no-color", "--generation-database", "none"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=170)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=580)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
     summary = result.stdout[result.stdout.rfind("API Operations:") :]

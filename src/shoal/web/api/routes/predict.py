@@ -55,6 +55,24 @@ class PredictRequest(BaseModel):
     timeout_ms: float | None = Field(None, gt=0, description="answer within this, or 504")
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` written in place: OpenAPI tools cannot follow a local ``$defs``."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
 class ServingUpdate(BaseModel):
     replicas: int = Field(ge=1, le=MAX_REPLICAS)
 
@@ -78,7 +96,7 @@ def _serving(parts: Any) -> Serving:
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": PredictRequest.model_json_schema()},
+                "application/json": {"schema": _inlined(PredictRequest.model_json_schema())},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {"files": {"type": "array"}}}},
             },
             "required": True,
@@ -174,11 +192,11 @@ def _item(n: int, given: PredictInput, folder: Path) -> dict[str, Any]:
         item["uri"] = item["input"] = given.uri
     elif given.data is not None or given.data_base64 is not None:
         if given.data is not None:
-            data = given.data.encode("utf-8", "surrogateescape")
+            data = given.data.encode("utf-8", "surrogatepass")  # a lone surrogate is the stage's to judge
         else:
             try:
                 data = base64.b64decode(given.data_base64 or "", validate=True)
-            except binascii.Error as exc:
+            except (binascii.Error, ValueError) as exc:  # ValueError: a character that is not ASCII
                 raise ConfigError(f"input {n}: data_base64 is not base64: {exc}") from None
         path = folder / f"input-{n}"
         path.write_bytes(data)
