@@ -6,7 +6,7 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 DEMO_COUNT ?= 200
 DEMO_DATA := examples/faces/data
 
-.PHONY: demo test install-demo install-test lint bench clean experiment
+.PHONY: demo test install-demo install-test lint bench clean experiment solar url-captions video-pose
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,35 @@ demo: install-demo
 	@echo
 	@echo "The report is in the run folder printed above: performance.txt, runtime.png, throughput.png,"
 	@echo "results.jsonl/.csv, errors.csv and artifacts/<item>/annotated.jpg. List runs with: $(BIN)/shoal jobs"
+
+SOLAR_DATA := examples/solar/data
+
+# 12 simulated PV sites x 2 years, each analysed by an unchanged per-file script (solar-data-tools).
+# One file is deliberately broken: the run's exit code is 1 on purpose; the target itself succeeds.
+solar: install-demo
+	$(BIN)/python examples/solar/make_data.py --out $(SOLAR_DATA)
+	$(BIN)/shoal run examples/solar/analyse.py:main --input $(SOLAR_DATA)/power || test $$? -eq 1
+	@echo "Draw the results against the truth: $(BIN)/python examples/solar/plot.py RUN_FOLDER"
+
+CAPTIONS := examples/url-captions
+COUNT ?= 10000
+PORT ?= 8765
+
+# Caption COUNT image URLs (10,000 by default; COUNT=500 for a quick look) served on 127.0.0.1:PORT,
+# then search the captions. Each call is a new job: call it twice, and the second takes every
+# picture's detections, text and embedding from the content cache (see its report).
+url-captions: install-demo
+	$(BIN)/python $(CAPTIONS)/make_data.py --count $(COUNT) --port $(PORT)
+	@out=$(CAPTIONS)/data/runs/$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/python $(CAPTIONS)/serve.py --port $(PORT) & server=$$!; trap 'kill $$server' EXIT; sleep 1; \
+	{ $(BIN)/shoal run $(CAPTIONS) --out $$out --new || test $$? -eq 1; } && \
+	$(BIN)/python $(CAPTIONS)/search.py $$out "a stop sign" "people walking in the street" "a cat" -k 3
+
+# Detection and pose on Debian's sample videos (apt-get install opencv-doc): each video split into
+# segments of 100 frames that run on 2 workers, then joined (see examples/video-pose/README.md).
+video-pose: install-demo
+	$(BIN)/python examples/video-pose/make_data.py
+	$(BIN)/shoal run examples/video-pose --workers 2
 
 lint: install-test
 	$(BIN)/ruff check src tests examples bench
@@ -57,4 +86,4 @@ bench: install-test
 	$(BIN)/python bench/bundles.py
 
 clean:
-	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache examples/stream-experiment/data
+	rm -rf $(VENV) shoal-runs $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache examples/stream-experiment/data $(SOLAR_DATA) examples/video-pose/data $(CAPTIONS)/data

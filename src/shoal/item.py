@@ -16,6 +16,7 @@ from shoal.access import local_of
 from shoal.errors import CorruptInputError, FetchError
 
 if TYPE_CHECKING:
+    from shoal.video import VideoFrames
     from shoal.worker.context import ItemContext
 
 
@@ -143,6 +144,19 @@ class Item:
         if image is None:
             raise CorruptInputError(f"{self.input}: not a readable image ({len(data)} bytes)")
         return image
+
+    def read_video(self, start: int | None = None, stop: int | None = None) -> VideoFrames:
+        """The input's frames ``start`` up to ``stop`` as ``(index, BGR frame)`` pairs, reached by
+        seeking, not by decoding the frames before them. Left out, they are this item's segment
+        (``meta`` start and stop, from an input split with ``#segment=N``), else the whole video.
+        A file that is not a video raises CorruptInputError; without OpenCV, MissingDependencyError."""
+        from shoal.video import VideoFrames
+
+        with self._explained(), self._open():  # missing, unreadable or not allowed: said now, by name
+            pass
+        first = int(self.meta.get("start") or 0) if start is None else start
+        last = self.meta.get("stop") if stop is None else stop
+        return VideoFrames(self.path, first, None if last is None else int(last), name=self.input)
 
     # --- artifacts ---------------------------------------------------------------------------
     def artifact_path(self, name: str) -> Path:

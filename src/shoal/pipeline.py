@@ -128,6 +128,18 @@ class Pipeline:
             raise PipelineDefinitionError(f"stage {stage.name!r} is neither a function nor a class")
         self.stages.append(stage)
 
+    finishers: tuple[Callable[..., None], ...] = ()  #: @finish functions, in the order declared
+
+    def finish(self, target: T) -> T:
+        """Declare a function called once a job's items have all run, to make the job's own outputs
+        (segments joined, a summary): ``target(out, items)`` gets the run folder and the job's
+        items in input order, as dicts read a page at a time (see shoal.finish). It runs where
+        the job is run, without the project's requirements.txt. Returns ``target`` unchanged."""
+        if not callable(target):
+            raise PipelineDefinitionError(f"a finish function must be callable, not {target!r}")
+        self.finishers = (*self.finishers, target)
+        return target
+
     @property
     def group_size(self) -> int:
         """Items a worker moves through all stages together: the largest batch or sort window."""

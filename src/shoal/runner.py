@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError, InputError, JobBusyError, JobStateError, RunFolderError
+from shoal.finish import finish
 from shoal.middleware import Middleware, MiddlewareStack, Progress
 from shoal.outputs import atomic_write, folder_owner, is_local, run_folder
 from shoal.project import Project, load_project
@@ -387,6 +388,7 @@ def execute(
     ledger.set_state(job.id, state, finished=state != "interrupted")
     job = ledger.get_job(job.id)
     stack.after_run(job, coordinator.progress, outcome)
+    finish(ledger, job, project.pipeline, out, state)  # the job's own outputs (@pipeline.finish)
     data = None
     if report:
         from shoal.report import write_report

@@ -177,6 +177,10 @@ def open_input(value: str, base: Path, policy: ReadPolicy | None = None) -> Sour
 
         parse(value)  # a malformed URL fails now; the stream itself is opened by the run
         return _NoEntries()
+    if "#segment=" in value:  # videos split into items of N frames (sources.segments)
+        from shoal.sources.segments import open_segmented
+
+        return open_segmented(value, base, policy)
     local = files.local_path(value, base)
     if local is None:  # a URL of some fsspec filesystem
         if policy is not None:
