@@ -39,7 +39,6 @@ import numpy as np
 from skimage import data
 
 from shoal.environments import project_environment
-from shoal.settings import default_home
 
 FACES = """
 import cv2, shoal
@@ -229,7 +228,7 @@ def main() -> None:
         make_images(root / "images", args.images)
         make_sentences(root / "sentences.jsonl", args.sentences)
         began = time.perf_counter()
-        env_folder = project_environment(embed, default_home() / "envs")  # installed once, as shoal run would
+        env_folder = project_environment(embed)  # installed once, as shoal run would
         print(f"MiniLM's requirements ready in {time.perf_counter() - began:.1f} s ({env_folder or 'this venv'})")
         plain = dict(os.environ)
         path = [str(env_folder)] if env_folder else []

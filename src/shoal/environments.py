@@ -34,10 +34,22 @@ REQUIREMENTS = "requirements.txt"
 COMPLETE = ".complete"  #: written last: a folder without it is an install that did not finish
 
 
-def project_environment(folder: Path, cache: Path) -> Path | None:
+def envs_root() -> Path:
+    """Where installed requirements are kept: ``SHOAL_ENVS``, else this user's cache folder. A
+    cache, not data: keyed by the requirements' hash, shared by every shoal home and project."""
+    if found := os.environ.get("SHOAL_ENVS"):
+        return Path(found).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("shoal")) / "envs"
+
+
+def project_environment(folder: Path, cache: Path | None = None) -> Path | None:
     """The folder a local run's worker processes import first for the project in ``folder``: None
     when it has no requirements.txt or this environment already satisfies it, else its installed
-    requirements (installed on first use, with this machine's pip settings)."""
+    requirements (installed on first use, with this machine's pip settings, under ``cache``,
+    by default `envs_root`)."""
+    cache = cache or envs_root()
     requirements = folder / REQUIREMENTS
     if not requirements.is_file() or satisfied(requirements):
         return None

@@ -429,11 +429,10 @@ def _environment(code: Path, say: Say) -> dict[str, str]:
     """The check's environment: the project's requirements.txt installed (once per distinct file)
     and first on its path, as `shoal run` gives its workers."""
     from shoal.environments import REQUIREMENTS, project_environment
-    from shoal.settings import default_home
 
     if not (code / REQUIREMENTS).is_file():
         return _clean_env()
-    env = _step(REQUIREMENTS, lambda: project_environment(code, default_home() / "envs"))
+    env = _step(REQUIREMENTS, lambda: project_environment(code))
     say(f"{REQUIREMENTS} ... ok" + (f" (installed in {env})" if env else " (already met here)"))
     path = [str(env)] if env else []
     path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]

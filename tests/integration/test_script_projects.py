@@ -64,7 +64,10 @@ def main(path):
 """
 
 
-def test_a_script_s_requirements_are_installed_beside_shoal_once_and_only_workers_import_it(home: Path) -> None:
+def test_a_script_s_requirements_are_installed_beside_shoal_once_and_only_workers_import_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOAL_ENVS", str(home / "envs"))  # else this user's cache folder, shared by all
     assert importlib.util.find_spec("shoaldemo") is None
     folder = home / "needs"
     demo_wheel(folder / "wheels")
@@ -84,7 +87,7 @@ def test_a_script_s_requirements_are_installed_beside_shoal_once_and_only_worker
         assert [r["result"]["value"] for r in results] == [42, 42, 42]
     (env,) = {Path(r["result"]["from"]).parent.parent for r in results}
     assert sorted(p.name for p in env.parent.iterdir() if p.is_dir()) == [env.name], "installed once, kept"
-    assert env.parent == home / "shoal-runs" / "envs"
+    assert env.parent == home / "envs"
     assert importlib.util.find_spec("shoaldemo") is None, "never installed into shoal's own environment"
 
     (folder / "requirements.txt").write_text("--no-index\nno-such-package-for-shoal==9\n")

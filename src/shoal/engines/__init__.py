@@ -128,9 +128,8 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
     if name == "local":
         from shoal.engines.local import LocalEngine
         from shoal.environments import project_environment
-        from shoal.settings import default_home
 
-        env = project_environment(project.root, default_home() / "envs")
+        env = project_environment(project.root)
         python_path = (str(env),) if env is not None else ()
         return LocalEngine(
             Path(project.spec), project.fingerprint, settings.workers, log_dir=log_dir, python_path=python_path

@@ -348,12 +348,11 @@ class Serving:
 
     def _new_pool(self, project: Project, replicas: int | None) -> ReplicaPool:
         from shoal.environments import project_environment
-        from shoal.settings import default_home
 
         config = ServeConfig.of(project)
         out = self.data_root / "serving" / project.pipeline.name
         spec = JobSpec(f"serve-{project.pipeline.name}", project.fingerprint, str(out), read_roots=self.read_roots)
-        env = project_environment(project.root, default_home() / "envs")
+        env = project_environment(project.root)
         return ReplicaPool(
             project,
             replicas or config.replicas or 1,

@@ -48,16 +48,21 @@ def open_cache(url: str) -> ResultCache:
     return FolderCache(url)
 
 
-def cache_key(stage: Stage, fingerprint: str, item: Item) -> str:
-    """The entry of ``item`` for ``stage`` at this version of the code."""
-    version = stage.cache if isinstance(stage.cache, str) else fingerprint
-    digest = hashlib.sha256(f"{version}\0{stage.name}\0".encode())
+def content_digest(item: Item) -> bytes:
+    """A hash of the input's bytes and its row: computed once per item, whatever stages use it."""
+    digest = hashlib.sha256()
     if item.uri is not None:
         with item.open() as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)
     digest.update(b"\0" + orjson.dumps(item.meta, option=orjson.OPT_SORT_KEYS))
-    return digest.hexdigest()
+    return digest.digest()
+
+
+def cache_key(stage: Stage, fingerprint: str, content: bytes) -> str:
+    """The entry of an input (its `content_digest`) for ``stage`` at this version of the code."""
+    version = stage.cache if isinstance(stage.cache, str) else fingerprint
+    return hashlib.sha256(f"{version}\0{stage.name}\0".encode() + content).hexdigest()
 
 
 class FolderCache:

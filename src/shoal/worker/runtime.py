@@ -23,7 +23,7 @@ from shoal.item import Item
 from shoal.pipeline import BoundStage, Stage
 from shoal.project import Project, load_project
 from shoal.wire import CACHED, JobSpec, Report, WireItem
-from shoal.worker.cache import ResultCache, cache_key, open_cache
+from shoal.worker.cache import ResultCache, cache_key, content_digest, open_cache
 from shoal.worker.context import ItemContext
 
 #: called before each stage call with (first item index in the group, item count, stage index)
@@ -156,6 +156,7 @@ class _GroupRun:
         self.probe = probe
         self.cache = cache
         self.fingerprint = fingerprint
+        self._content: dict[int, bytes] = {}  #: each item's content digest, read once for every cached stage
         n = len(items)
         self.alive = list(range(n))
         self.start = [0.0] * n
@@ -187,7 +188,9 @@ class _GroupRun:
         for i in list(self.alive):
             began = time.perf_counter()
             try:
-                keys[i] = cache_key(stage, self.fingerprint, self.items[i])
+                if i not in self._content:
+                    self._content[i] = content_digest(self.items[i])
+                keys[i] = cache_key(stage, self.fingerprint, self._content[i])
             except Exception as exc:
                 self._fail(i, stage.name, exc)
             self._time(i, stage.name, time.perf_counter() - began)

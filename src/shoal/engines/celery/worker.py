@@ -30,7 +30,6 @@ from shoal.engines.celery.versions import Versions
 from shoal.environments import project_environment
 from shoal.errors import BundleError, FingerprintMismatchError
 from shoal.project import Project, load_project
-from shoal.settings import default_home
 from shoal.wire import JobSpec
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ def serve(
         metrics, endpoint = WorkerMetrics.serve(metrics_port, metrics_host)
     supervisor: Supervisor | Versions
     if project is not None:
-        env = project_environment(project.root, default_home() / "envs")
+        env = project_environment(project.root)
         code = Code.of(project, (str(env),) if env is not None else ())
         supervisor = Supervisor(code, concurrency, log_dir=log_dir, metrics=metrics)
     else:
