@@ -47,26 +47,40 @@ def _options(
     """Run a pipeline over every item of a dataset, on one machine or many, losing none."""
 
 
-def _register() -> None:
-    """Add the commands, importing their modules only now; once, however often it is called."""
-    if app.registered_commands:
-        return
-    from shoal.cli import feed, jobs, metrics, models, predict, retry, run, serve, submit, token, worker, workers
+#: (name, module, attribute, a command or a group, its one-line help), in the order help lists them
+COMMANDS = (
+    ("run", "run", "run_command", "command", "run a project's pipeline over its inputs (resumes)"),
+    ("retry", "retry", "retry_command", "command", "run a job's failed items again, only those"),
+    ("feed", "feed", "feed_command", "command", "send items to a streaming job at a set rate"),
+    ("worker", "worker", "worker_command", "command", "serve a project's pipeline to runs over a broker"),
+    ("workers", "workers", "workers_command", "command", "list a broker's workers and what they run now"),
+    ("jobs", "jobs", "app", "group", "list jobs, newest first; rm and prune remove them"),
+    ("report", "jobs", "report_command", "command", "reprint a job's summary, rebuild its files"),
+    ("metrics", "metrics", "app", "group", "export Prometheus metrics, correlate them with runs"),
+    ("serve", "serve", "serve_command", "command", "serve the web UI and REST API"),
+    ("submit", "submit", "submit_command", "command", "submit a job to a shoal server"),
+    ("predict", "predict", "predict_command", "command", "answer files online from a server's warm replicas"),
+    ("token", "token", "app", "group", "create, list and revoke API tokens"),
+    ("models", "models", "app", "group", "versions of served pipelines: list, promote, roll back"),
+    ("deploy", "models", "deploy_command", "command", "register a project as a version and roll it out"),
+)
 
-    app.command("run", short_help="run a project's pipeline over its inputs (resumes)")(run.run_command)
-    app.command("retry", short_help="run a job's failed items again, only those")(retry.retry_command)
-    app.command("feed", short_help="send items to a streaming job at a set rate")(feed.feed_command)
-    app.command("worker", short_help="serve a project's pipeline to runs over a broker")(worker.worker_command)
-    app.command("workers", short_help="list a broker's workers and what they run now")(workers.workers_command)
-    app.add_typer(jobs.app, name="jobs", short_help="list jobs, newest first; rm and prune remove them")
-    app.command("report", short_help="reprint a job's summary, rebuild its files")(jobs.report_command)
-    app.add_typer(metrics.app, short_help="export Prometheus metrics, correlate them with runs")
-    app.command("serve", short_help="serve the web UI and REST API")(serve.serve_command)
-    app.command("submit", short_help="submit a job to a shoal server")(submit.submit_command)
-    app.command("predict", short_help="answer files online from a server's warm replicas")(predict.predict_command)
-    app.add_typer(token.app, name="token", short_help="create, list and revoke API tokens")
-    app.add_typer(models.app, name="models", short_help="versions of served pipelines: list, promote, roll back")
-    app.command("deploy", short_help="register a project as a version and roll it out")(models.deploy_command)
+
+def _register(only: str | None = None) -> None:
+    """Add the commands, importing their modules only now: just the one asked for when it is
+    known (so `shoal run` does not import the server), else all of them (for the help)."""
+    if app.registered_commands or app.registered_groups:
+        return
+    import importlib
+
+    for name, module_name, attribute, kind, summary in COMMANDS:
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(f"shoal.cli.{module_name}"), attribute)
+        if kind == "group":
+            app.add_typer(target, name=name, short_help=summary)
+        else:
+            app.command(name, short_help=summary)(target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # no command: the help, not an error
     debug = "--debug" in args
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="shoal: %(message)s")
-    _register()
+    asked = next((a for a in args if not a.startswith("-")), None)
+    _register(asked if any(asked == c[0] for c in COMMANDS) else None)
     try:
         code = app(args=args, prog_name="shoal", standalone_mode=False)
     except TyperException as exc:  # bad usage: unknown option, missing argument, bad value

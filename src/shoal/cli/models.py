@@ -76,7 +76,7 @@ def show(pipeline: Pipeline, version: Version, db: Db = None) -> int:
 @app.command("register", short_help="keep a project's code and model files as a version")
 def register_command(
     project: Annotated[str, typer.Argument(metavar="PROJECT", help="the project folder")],
-    source: Annotated[str | None, typer.Option(help="where it came from (a git commit)")] = None,
+    source: Annotated[str | None, typer.Option(metavar="TEXT", help="where it came from (a git commit)")] = None,
     by: By = None,
     db: Db = None,
 ) -> int:
@@ -107,7 +107,7 @@ def promote(pipeline: Pipeline, version: Version, by: By = None, db: Db = None) 
 @app.command("rollback", short_help="production back to the version before")
 def rollback(
     pipeline: Pipeline,
-    reason: Annotated[str | None, typer.Option(help="recorded with the rollback")] = None,
+    reason: Annotated[str | None, typer.Option(metavar="TEXT", help="recorded with the rollback")] = None,
     by: By = None,
     db: Db = None,
 ) -> int:
@@ -172,11 +172,17 @@ def deploy_command(
     ] = None,
     shadow: Annotated[bool, typer.Option("--shadow", help="copy traffic to it and compare, never answer")] = False,
     auto_promote: Annotated[bool, typer.Option("--auto-promote", help="promote once the guardrails pass")] = False,
-    min_samples: Annotated[int, typer.Option(help="requests the guardrails need before judging")] = 50,
-    max_error_rate: Annotated[float, typer.Option(help="a canary failing more than this is rolled back")] = 0.02,
-    max_p99_ms: Annotated[float | None, typer.Option(help="a canary slower than this at p99 is rolled back")] = None,
-    max_disagreement: Annotated[float, typer.Option(help="a shadow disagreeing more than this is stopped")] = 0.05,
-    source: Annotated[str | None, typer.Option(help="where it came from (a git commit)")] = None,
+    min_samples: Annotated[int, typer.Option(metavar="N", help="answers the guardrails need before judging")] = 50,
+    max_error_rate: Annotated[
+        float, typer.Option(metavar="RATE", help="a canary failing more than this is rolled back")
+    ] = 0.02,
+    max_p99_ms: Annotated[
+        float | None, typer.Option(metavar="MS", help="a canary slower than this at p99 is rolled back")
+    ] = None,
+    max_disagreement: Annotated[
+        float, typer.Option(metavar="RATE", help="a shadow disagreeing more than this is stopped")
+    ] = 0.05,
+    source: Annotated[str | None, typer.Option(metavar="TEXT", help="where it came from (a git commit)")] = None,
     by: By = None,
     db: Db = None,
 ) -> int:
