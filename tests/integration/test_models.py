@@ -193,6 +193,11 @@ def test_a_failing_canary_is_rolled_back_by_its_guardrails_with_the_reason(
     assert "passed the limit of 5.0%" in event["detail"]
     assert registry.aliases(ledger, "scorer")["production"].version == first
     ledger.close()
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert (
+        f'shoal_model_decisions_total{{action="rollback",pipeline="scorer",role="canary",version="{canary}"}} 1.0'
+        in (metrics)
+    )
 
 
 def test_a_canary_is_sticky_by_key_and_a_good_one_is_promoted_when_asked(

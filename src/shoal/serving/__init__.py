@@ -254,6 +254,8 @@ class Serving:
         except Exception:
             log.exception("shoal: could not record the %s of %s %s", action, name, role)
             return
+        if self.metrics is not None:
+            self.metrics.decisions.labels(name, alias.version, role, action).inc()
         with self._lock:
             state = self._pipelines.get(name)
             if state is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from shoal.errors import ConfigError
 from shoal.project import Project
@@ -20,7 +23,7 @@ class ServeConfig:
     max_latency_ms: float = 10.0
     max_queue: int = 1024
     timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
-    cost_field: str | None = None  #: batch by the total length of this input field (meta), not by count
+    cost_field: str | None = None  #: batch by the total length of this meta field, or "bytes" (file size)
     max_batch_cost: float | None = None
     log_requests: bool = False  #: keep each answered input in the ledger (see serving.log)
     adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
@@ -41,7 +44,20 @@ class ServeConfig:
 
     def policy(self) -> BatchPolicy:
         field = self.cost_field
-        cost = None if field is None else (lambda wire: float(len(str((wire.get("meta") or {}).get(field, "")))))
+        cost = None if field is None else _file_size if field == "bytes" else _text_length(field)
         return BatchPolicy(
             self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost, self.adaptive
         )
+
+
+def _file_size(wire: dict[str, Any]) -> float:
+    """An input's cost as its file's size (an image's bytes stand in for its pixels)."""
+    uri = wire.get("uri")
+    return float(os.path.getsize(uri)) if uri and os.path.isfile(uri) else 1.0
+
+
+def _text_length(field: str) -> Callable[[dict[str, Any]], float]:
+    def length(wire: dict[str, Any]) -> float:
+        return float(len(str((wire.get("meta") or {}).get(field, ""))))
+
+    return length

@@ -62,6 +62,12 @@ class ServingMetrics:
             [*labels, "role"],
             registry=registry,
         )
+        self.decisions = Counter(
+            "shoal_model_decisions",
+            "Canary and shadow verdicts of the guardrails: rolled back or promoted, with the role",
+            ["pipeline", "version", "role", "action"],
+            registry=registry,
+        )
         self.load_seconds = Gauge(
             "shoal_predict_model_load_seconds",
             "Seconds the version's replicas took to start (import, setup: model load)",
