@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -277,3 +278,63 @@ def test_hostile_inline_data_is_a_clear_4xx_or_a_per_input_error(server: LiveSer
         nul = _predict(client, {"inputs": [{"uri": "a\u0000b"}, {"data": "fine"}]})
         assert nul.status_code == 200, nul.text
         assert [o["ok"] for o in nul.json()["outputs"]] == [False, True]
+
+
+@pytest.fixture
+def rolling_server(make_project: MakeProject, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    monkeypatch.setenv("ECHO_BATCH_S", "0.02")
+    monkeypatch.setenv("ECHO_LOAD_S", "0.5")  # each replica takes a while to load
+    toml = SERVE.format(queue=256).replace("replicas = 1", "replicas = 3") + 'swap = "rolling"\n'
+    live = LiveServer(projects=[make_project(PIPELINE, toml=toml)])
+    yield from running(live)
+
+
+def test_a_rolling_swap_replaces_replicas_one_by_one_without_a_dropped_request(
+    rolling_server: LiveServer, make_project: MakeProject
+) -> None:
+    project = Path(rolling_server.settings.projects[0])
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with rolling_server.client() as client:
+            while not stop.is_set():
+                answer = _predict(client, {"inputs": [{"data": "a b"}]})
+                if answer.status_code != 200 or not answer.json()["outputs"][0]["ok"]:
+                    failures.append(answer.text)
+                else:
+                    versions.append(answer.json()["outputs"][0]["result"]["version"])
+
+    def status(client: httpx.Client) -> dict[str, Any]:
+        found: dict[str, Any] = client.get("/api/v1/pipelines/echo/serving").json()
+        return found
+
+    alive, sizes = [], set()
+    with rolling_server.client() as client:
+        deadline = time.monotonic() + 60
+        while (status(client)["active"] or {}).get("ready", 0) < 3:
+            _predict(client, {"inputs": [{"data": "warm"}]})
+            assert time.monotonic() < deadline, "three replicas never got ready"
+            time.sleep(0.2)
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        (project / "pipeline.py").write_text(PIPELINE.replace('VERSION = "one"', 'VERSION = "two"'))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = status(client)
+            alive.append(sum((p or {}).get("alive", 0) for p in (now["active"], now["starting"])))
+            if now["starting"] is not None:
+                sizes.add(now["starting"]["replicas"])
+            if now["starting"] is None and now["active"]["ready"] == 3 and versions[-1:] == ["two"]:
+                break
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not failures, failures[:3]
+    assert versions[-1] == "two"
+    assert "one" in versions
+    assert 1 in sizes  # the new version started with one replica, and grew
+    assert max(alive) <= 4  # never a second set of three: one replica more at most

@@ -55,6 +55,7 @@ class _Worker:
     ready: bool = False
     chunks: deque[Chunk] = field(default_factory=deque)
     killed_for: str = ""  #: why we killed it, if we did
+    leaving: bool = False  #: asked to stop after its chunks (the engine shrank): takes none, is not replaced
 
 
 class LocalEngine:
@@ -69,6 +70,7 @@ class LocalEngine:
         log_dir: Path | None = None,
         carry_logs: bool = False,
         python_path: tuple[str, ...] = (),
+        capacity: int | None = None,
     ) -> None:
         self.project = project
         self.python_path = python_path  #: folders the processes import from first (a project's requirements)
@@ -79,7 +81,8 @@ class LocalEngine:
         self._workers: dict[int, _Worker] = {}
         self._started = False
         self._tmp = Path(tempfile.mkdtemp(prefix="shoal-engine-"))
-        self._board = SlotBoard(self._tmp / "slots", self._size, create=True)
+        self._capacity = max(self._size, capacity or 0)  #: the most workers `resize` may ask for
+        self._board = SlotBoard(self._tmp / "slots", self._capacity, create=True)
         self._stopping = False
 
     @property
@@ -102,20 +105,43 @@ class LocalEngine:
                 self._spawn(slot)
 
     def capacity(self) -> int:
-        return sum(PREFETCH - len(w.chunks) for w in self._workers.values() if not w.killed_for)
+        return sum(PREFETCH - len(w.chunks) for w in self._serving())
 
     def idle(self) -> int:
         """Workers started and holding no chunk: one submitted now runs at once, behind nothing."""
-        return sum(1 for w in self._workers.values() if w.ready and not w.chunks and not w.killed_for)
+        return sum(1 for w in self._serving() if w.ready and not w.chunks)
 
     def ready(self) -> int:
         """Workers started (project imported, setup() done)."""
-        return sum(1 for w in self._workers.values() if w.ready and not w.killed_for)
+        return sum(1 for w in self._serving() if w.ready)
+
+    def alive(self) -> int:
+        """Worker processes running, those leaving included (what memory holds now)."""
+        return len(self._workers)
+
+    def resize(self, workers: int) -> None:
+        """Run ``workers`` workers from now: new ones start at once; the ones beyond it take no
+        more chunks and exit once theirs are done (nothing they hold is lost)."""
+        workers = max(1, min(workers, self._capacity))
+        serving = sorted(w.slot for w in self._serving())
+        free = (slot for slot in range(self._capacity) if slot not in self._workers)
+        for _ in range(workers - len(serving)):
+            slot = next(free, None)
+            if slot is None:
+                break  # every slot holds a worker that is still leaving: the rest start next time
+            self._spawn(slot)
+        for slot in serving[workers:]:
+            worker = self._workers[slot]
+            worker.leaving = True
+            with contextlib.suppress(OSError):  # it is dying already
+                worker.inbox.send(encode({"op": "stop"}))
+        self._size = workers
+
+    def _serving(self) -> list[_Worker]:
+        return [w for w in self._workers.values() if not w.killed_for and not w.leaving]
 
     def submit(self, chunk: Chunk) -> None:
-        worker = min(
-            (w for w in self._workers.values() if not w.killed_for), key=lambda w: (len(w.chunks), not w.ready)
-        )
+        worker = min(self._serving(), key=lambda w: (len(w.chunks), not w.ready))
         worker.chunks.append(chunk)
         message = {"op": "chunk", "chunk": chunk.id, "job": chunk.job.to_dict(), "items": chunk.items}
         with contextlib.suppress(OSError):  # it is dying; its chunks are reported lost when it is gone
@@ -257,7 +283,7 @@ class LocalEngine:
         posting = self._board.read(worker.slot)
         kind = "Timeout" if worker.killed_for else "WorkerCrashed"
         message = worker.killed_for or f"worker process {worker.name or worker.process.pid} {_exit_text(code)}"
-        if not worker.ready and not worker.killed_for and not self._stopping:
+        if not worker.ready and not worker.killed_for and not worker.leaving and not self._stopping:
             events.append(WorkerFailed(worker.name or f"pid {worker.process.pid}", f"{message} while starting"))
         for i, chunk in enumerate(worker.chunks):
             running = i == 0 and posting.count > 0 and posting.chunk == chunk.id
@@ -269,7 +295,7 @@ class LocalEngine:
             events.append(ChunkLost(chunk.id, worker.name, kind, message, stage, suspects, logs))
         self._close(worker)
         del self._workers[worker.slot]
-        if not self._stopping and worker.ready:
+        if not self._stopping and worker.ready and not worker.leaving:
             self._spawn(worker.slot)
         return events
 

@@ -341,10 +341,11 @@ class Serving:
             raise UnknownPipelineError(name, self.catalog.names)
         state = self._pipelines.get(name)
         if state is None:
+            rolling = _rolling
             state = self._pipelines[name] = _Pipeline(
-                Lane(name, "production", self._new_pool),
-                Lane(name, "canary", self._new_pool),
-                Lane(name, "shadow", self._new_pool),
+                Lane(name, "production", self._new_pool, rolling),
+                Lane(name, "canary", self._new_pool, rolling),
+                Lane(name, "shadow", self._new_pool, rolling),
             )
         return state
 
@@ -364,6 +365,10 @@ class Serving:
             python_path=(str(env),) if env is not None else (),
             metrics=self.metrics,
         )
+
+
+def _rolling(project: Project) -> bool:
+    return ServeConfig.of(project).swap == "rolling"
 
 
 def _takes(key: str | None, share: float) -> bool:

@@ -25,6 +25,7 @@ class ServeConfig:
     timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
     cost_field: str | None = None  #: batch by the total length of this meta field, or "bytes" (file size)
     max_batch_cost: float | None = None
+    swap: str = "beside"  #: "rolling": a new version replaces the old replica by replica (memory for one more)
     log_requests: bool = False  #: keep each answered input in the ledger (see serving.log)
     adaptive: bool = True  #: false: a fixed window (hold until max_batch_size or max_latency_ms), to compare
 
@@ -38,6 +39,8 @@ class ServeConfig:
         if "max_batch_size" not in table:  # the pipeline's own batch size is what its model is built for
             table["max_batch_size"] = max(project.pipeline.group_size, 1)
         config = cls(**table)
+        if config.swap not in ("beside", "rolling"):
+            raise ConfigError(f"{project.root}/shoal.toml [serve] swap: beside or rolling, not {config.swap!r}")
         if config.replicas < 0 or config.max_batch_size < 1 or config.max_queue < 1 or config.timeout_ms <= 0:
             raise ConfigError(f"{project.root}/shoal.toml [serve]: replicas >= 0, max_batch_size, max_queue >= 1")
         return config

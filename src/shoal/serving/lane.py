@@ -10,6 +10,7 @@ request: the old one keeps serving, and the lane says why.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,15 +19,24 @@ from shoal.project import Project
 from shoal.serving.pool import ReplicaPool
 
 log = logging.getLogger(__name__)
+MakePool = Callable[[Project, int | None], ReplicaPool]  #: a version's pool, with so many replicas (None: its own)
 DRAIN_POLL_S = 0.05
 
 
 class Lane:
     """The active version of one role of a pipeline, and the one warming to replace it."""
 
-    def __init__(self, name: str, role: str, make: Callable[[Project, int | None], ReplicaPool]) -> None:
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        make: Callable[[Project, int | None], ReplicaPool],
+        rolling: Callable[[Project], bool],
+    ) -> None:
         self.name, self.role = name, role
         self._make = make
+        self._rolling = rolling  #: whether a project's versions replace each other replica by replica
+        self._roll_to = 0  #: the replicas a rolling change ends with
         self.active: ReplicaPool | None = None
         self.starting: ReplicaPool | None = None
         self.problem: str | None = None
@@ -46,7 +56,11 @@ class Lane:
             retire(starting)  # a newer target came before it was ready
             starting = self.starting = None
         if starting is None and active.version != project.fingerprint:
-            starting = self.starting = self._make(project, self.replicas)
+            if self._rolling(project):  # memory for one more replica, not for a second set
+                self._roll_to = self.replicas or active.size
+                starting = self.starting = self._make(project, 1)
+            else:
+                starting = self.starting = self._make(project, self.replicas)
         if self.role != "production" and not active.ready_replicas and active.failure is None:
             return None
         if starting is None:
@@ -56,12 +70,16 @@ class Lane:
                 f"version {starting.version} failed to start, so {active.version} serves on: {starting.failure}"
             )
             return active
-        if starting.ready_replicas < starting.engine.workers:
+        if self._roll_to and starting.ready_replicas >= starting.size and starting.size < self._roll_to:
+            active.resize(max(1, active.size - 1))  # one old replica goes as the next new one comes
+            starting.resize(starting.size + 1)
+        if starting.ready_replicas < max(starting.size, self._roll_to):
+            if self._roll_to and starting.ready_replicas:  # both versions answer, by their ready replicas
+                share = starting.ready_replicas / (starting.ready_replicas + max(active.ready_replicas, 1))
+                return starting if random.random() < share else active
             return active  # the new set warms beside the old, which answers meanwhile
-        self.active, self.starting, self.problem = starting, None, None
-        log.info(
-            "shoal: %s %s now version %s, %d replicas", self.name, self.role, starting.version, starting.engine.workers
-        )
+        self.active, self.starting, self.problem, self._roll_to = starting, None, None, 0
+        log.info("shoal: %s %s now version %s, %d replicas", self.name, self.role, starting.version, starting.size)
         retire(active)
         return starting
 
@@ -73,7 +91,7 @@ class Lane:
             self.starting = None
         if self.active is None:
             self.active = self._make(project, replicas)
-        elif self.active.engine.workers != replicas or self.active.version != project.fingerprint:
+        elif self.active.size != replicas or self.active.version != project.fingerprint:
             self.starting = self._make(project, replicas)
 
     def pools(self) -> list[ReplicaPool]:

@@ -28,6 +28,7 @@ from shoal.engines.local import LocalEngine
 from shoal.errors import DeadlineError, OverloadedError, ServingUnavailableError
 from shoal.project import Project
 from shoal.serving.batcher import Batcher, BatchPolicy, Waiting
+from shoal.serving.config import MAX_REPLICAS
 from shoal.serving.metrics import ServingMetrics
 from shoal.wire import JobSpec, WireItem
 
@@ -127,8 +128,17 @@ class ReplicaPool:
         self.spec = spec
         self.metrics = metrics
         self.engine = LocalEngine(
-            Path(project.spec), project.fingerprint, replicas, log_dir=log_dir, python_path=python_path
+            Path(project.spec),
+            project.fingerprint,
+            replicas,
+            log_dir=log_dir,
+            python_path=python_path,
+            capacity=MAX_REPLICAS,
         )
+        self.size = replicas  #: replicas asked for (the engine follows on the driving thread)
+        self.ready_count = 0  #: replicas ready, as the driving thread last saw (read from any thread)
+        self.alive_count = replicas  #: replica processes running, leaving ones included
+        self._resize_to: int | None = None
         self.batcher = Batcher(policy)
         self.traffic = Traffic()
         self.started = time.monotonic()
@@ -175,7 +185,13 @@ class ReplicaPool:
 
     @property
     def ready_replicas(self) -> int:
-        return self.engine.ready()
+        return self.ready_count
+
+    def resize(self, replicas: int) -> None:
+        """Run this many replicas: new ones warm, the ones beyond it finish their batch and exit."""
+        self.size = replicas
+        self._resize_to = replicas
+        self._wake()
 
     def close(self) -> None:
         """Stop taking requests; those waiting get 503; replicas finish their batch and exit."""
@@ -195,8 +211,9 @@ class ReplicaPool:
         fitted = self.batcher.times.fit()
         return {
             "version": self.version,
-            "replicas": self.engine.workers,
-            "ready": self.engine.ready(),
+            "replicas": self.size,
+            "ready": self.ready_count,
+            "alive": self.alive_count,
             "waiting": len(self.batcher),
             "running_batches": len(self._sent),
             "arrival_rate": round(self.batcher.rate, 3),
@@ -215,7 +232,7 @@ class ReplicaPool:
     def _drain_estimate(self) -> float:
         per_batch = self.batcher.times.predict(self.policy.max_batch_size) or 0.1
         batches = len(self.batcher) / self.policy.max_batch_size
-        return max(per_batch * batches / max(self.engine.ready(), 1), 0.05)
+        return max(per_batch * batches / max(self.ready_count, 1), 0.05)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # already woken (the pipe is full), or closed
@@ -229,9 +246,13 @@ class ReplicaPool:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 4096):
                     pass
+            if self._resize_to is not None:
+                self.engine.resize(self._resize_to)
+                self._resize_to = None
             with self._lock:
                 for event in events:
                     self._handle(event)
+                self.ready_count, self.alive_count = self.engine.ready(), self.engine.alive()
                 self._expire(time.monotonic())
                 self._dispatch(time.monotonic())
                 self._gauge_queue()
