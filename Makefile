@@ -6,7 +6,7 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 DEMO_COUNT ?= 200
 DEMO_DATA := examples/faces/data
 
-.PHONY: demo test install-demo install-test lint bench clean experiment solar url-captions video-pose
+.PHONY: demo test install-demo install-test lint bench clean experiment solar url-captions video-pose diabetes bench-serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,21 @@ url-captions: install-demo
 video-pose: install-demo
 	$(BIN)/python examples/video-pose/make_data.py
 	$(BIN)/shoal run examples/video-pose --workers 2
+
+DIABETES_PORT ?= 8781
+
+# Train the diabetes MLP (ONNX), serve it, and measure its accuracy on Pima.te through the API.
+diabetes: install-test
+	$(BIN)/python examples/diabetes/train.py
+	$(BIN)/shoal serve --project examples/diabetes --port $(DIABETES_PORT) & pid=$$!; trap "kill $$pid" EXIT; \
+	for i in $$(seq 180); do \
+	  curl -sf localhost:$(DIABETES_PORT)/api/v1/pipelines/diabetes/serving | grep -q '"ready":1' && break; sleep 1; \
+	done; \
+	$(BIN)/python examples/diabetes/evaluate.py --server http://127.0.0.1:$(DIABETES_PORT)
+
+# Online serving under open-loop load (about 20 min; installs BentoML into bench/out/serve once).
+bench-serve: install-test
+	$(BIN)/python bench/serve.py
 
 lint: install-test
 	$(BIN)/ruff check src tests examples bench

@@ -162,6 +162,12 @@ def test_alert_rules_load_and_evaluate(scraped: Scraped) -> None:
     groups = scraped.prometheus.api("rules")["groups"]
     rules = {r["name"]: r for g in groups for r in g["rules"]}
     expected = {"ShoalWorkerDown", "ShoalNoLiveWorkers", "ShoalErrorRateHigh", "ShoalQueueGrowingWithoutProgress"}
+    expected |= {
+        "ShoalPredictFailing",
+        "ShoalPredictLatencyHigh",
+        "ShoalPredictOverloaded",
+        "ShoalPredictNoReadyReplica",
+    }
     assert set(rules) == expected
     assert all(r["health"] in ("ok", "unknown") for r in rules.values()), rules
 

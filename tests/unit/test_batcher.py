@@ -27,7 +27,8 @@ def test_waiting_pays_only_when_the_fixed_cost_is_large_and_inputs_arrive_fast()
     batcher = Batcher(BatchPolicy(max_batch_size=32, max_latency_ms=20))
     for size in (1, 8, 16, 32):  # t(n) = 10 ms + 0.1 ms * n: a large fixed cost (say a GPU call)
         batcher.measured(size, 0.010 + 0.0001 * size)
-    batcher.add(_waiting(*[1.0 + k * 0.0005 for k in range(4)]))  # 2,000 inputs/s
+    for k in range(4):  # four requests, 2,000 inputs/s
+        batcher.add(_waiting(1.0 + k * 0.0005))
     assert batcher.take(1.002) == []  # 4 wait, ~36 more come within the budget: hold them
     assert batcher.wake_at(1.002) == 1.0 + 0.020  # due by the oldest's arrival + max_latency_ms
     assert len(batcher.take(1.020)) == 4  # the budget is spent, counted from the oldest's arrival
@@ -35,7 +36,8 @@ def test_waiting_pays_only_when_the_fixed_cost_is_large_and_inputs_arrive_fast()
     cheap = Batcher(BatchPolicy(max_batch_size=32, max_latency_ms=20))
     for size in (1, 8, 16, 32):  # t(n) = 0.1 ms + 2 ms * n: no fixed cost worth sharing
         cheap.measured(size, 0.0001 + 0.002 * size)
-    cheap.add(_waiting(*[1.0 + k * 0.0005 for k in range(4)]))
+    for k in range(4):
+        cheap.add(_waiting(1.0 + k * 0.0005))
     assert len(cheap.take(1.002)) == 4
 
 
@@ -70,3 +72,16 @@ def test_a_fixed_window_holds_even_a_lone_request() -> None:
     batcher.add(_waiting(1.0))
     assert batcher.take(1.0) == []
     assert len(batcher.take(1.010)) == 1
+
+
+def test_the_arrival_rate_is_estimated_from_the_mean_gap() -> None:
+    batcher = Batcher(BatchPolicy(max_queue=10_000))
+    gaps = [0.001, 0.9, 0.05, 0.4, 0.2, 0.0001, 0.35] * 30  # Poisson-like: a few tiny gaps
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        batcher.add(_waiting(now))
+    mean = sum(gaps) / len(gaps)
+    assert 0.5 / mean < batcher.rate < 2 / mean  # 1/gap averaged would be dominated by the tiny ones
+    batcher.add(_waiting(*[now + 0.3] * 10))  # one request of ten inputs: ten inputs in 0.3 s
+    assert batcher.rate > 1 / mean

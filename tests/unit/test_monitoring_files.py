@@ -30,7 +30,7 @@ def test_promtool_accepts_the_configuration(config: str, tmp_path: Path) -> None
     (deployed / "secrets" / "shoal-server.token").write_text("shoal_token_for_prometheus\n")  # as the README says
     result = promtool("check", "config", config, cwd=deployed)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_configuration_discovers_targets_rather_than_naming_them() -> None:
@@ -110,6 +110,63 @@ def test_dashboard_covers_what_operators_need() -> None:
         "node_network_receive_bytes_total",
     ):
         assert metric in text, metric
+
+
+SERVING_ALERTS = {
+    "ShoalPredictFailing",
+    "ShoalPredictLatencyHigh",
+    "ShoalPredictOverloaded",
+    "ShoalPredictNoReadyReplica",
+}
+
+
+def test_every_alert_has_its_own_test_case() -> None:
+    """Each rule in alerts.yml fires in some case of alerts.test.yml, the serving ones included."""
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    names = {r["alert"] for group in rules["groups"] for r in group["rules"]}
+    assert names >= SERVING_ALERTS
+    cases = yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
+    fired = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t["exp_alerts"]}
+    assert fired == names
+
+
+def test_dashboard_covers_online_predictions() -> None:
+    """A row of panels for served pipelines: requests by outcome, latency p50/p99, batch size,
+    wait and seconds, queue depth, ready replicas, model load seconds."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in dashboard["panels"]}
+    assert "Online predictions" in panels
+    expected = {
+        "Predict requests per second by outcome": "sum by (pipeline, outcome) (rate(shoal_predict_requests_total",
+        "Predict latency p50 and p99": "(0.99, sum by (le, pipeline) (rate(shoal_predict_latency_seconds_bucket",
+        "Batch size": "shoal_predict_batch_size_sum",
+        "Batch wait p50 and p99": "shoal_predict_batch_wait_seconds_bucket",
+        "Batch seconds p50 and p99": "shoal_predict_batch_seconds_bucket",
+        "Predict queue depth": "shoal_predict_queue_depth",
+        "Ready replicas by version": "shoal_predict_replicas",
+        "Model load seconds": "shoal_predict_model_load_seconds",
+    }
+    for title, metric in expected.items():
+        assert metric in panels[title], title
+    assert "histogram_quantile(0.50" in panels["Predict latency p50 and p99"]
+    variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "pipeline")
+    assert "shoal_predict_requests_total" in variable["definition"]  # a server serving only online lists its pipelines
+
+
+def test_serving_series_in_the_dashboard_and_rules_are_ones_shoal_exports() -> None:
+    """Every shoal_predict_* series the dashboard and the rules use is one the server registers."""
+    from prometheus_client import CollectorRegistry
+
+    from shoal.serving.metrics import ServingMetrics
+
+    registry = CollectorRegistry()
+    ServingMetrics(registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported = {family.name + end for family in registry.collect() for end in suffixes[family.type]}
+    text = " ".join(e for _, e in dashboard_expressions()) + (PROMETHEUS / "alerts.yml").read_text()
+    used = set(re.findall(r"shoal_predict_[a-z_]+", text))
+    assert len(used) >= 10
+    assert used <= exported, used - exported
 
 
 def test_grafana_provisioning_names_no_address() -> None:

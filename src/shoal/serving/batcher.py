@@ -89,7 +89,7 @@ class Batcher:
         self.policy = policy
         self.waiting: deque[Waiting] = deque()
         self.times = BatchTimes()
-        self._rate = 0.0  #: inputs per second, a moving average
+        self._gap: float | None = None  #: seconds between inputs, a moving average
         self._last_arrival: float | None = None
 
     def __len__(self) -> int:
@@ -100,19 +100,22 @@ class Batcher:
 
     def add(self, entries: list[Waiting]) -> None:
         """Queue a request's inputs together (the caller checked ``room``)."""
-        for entry in entries:
-            self._arrival(entry.arrived)
-            self.waiting.append(entry)
+        if entries:
+            self._arrival(entries[0].arrived, len(entries))
+        self.waiting.extend(entries)
 
-    def _arrival(self, now: float) -> None:
+    def _arrival(self, now: float, count: int) -> None:
+        """Average the gap between inputs, not its inverse: 1/gap of Poisson arrivals has no
+        mean, and one request's inputs arrive at once (its gap is shared among them)."""
         if self._last_arrival is not None:
-            gap = max(now - self._last_arrival, 1e-6)
-            self._rate = 0.8 * self._rate + 0.2 / gap if self._rate else 1 / gap
+            gap = max(now - self._last_arrival, 0.0) / count
+            self._gap = gap if self._gap is None else 0.9 * self._gap + 0.1 * gap
         self._last_arrival = now
 
     @property
     def rate(self) -> float:
-        return self._rate
+        """Inputs per second lately (0 before two requests)."""
+        return 0.0 if self._gap is None else 1 / max(self._gap, 1e-6)
 
     def expired(self, now: float) -> list[Waiting]:
         """Inputs past their deadline, taken out of the queue."""
@@ -159,19 +162,19 @@ class Batcher:
     def _waiting_pays(self, now: float) -> bool:
         """Whether holding the batch a little longer lowers the waiting inputs' mean latency."""
         fitted = self.times.fit()
-        if fitted is None or self._rate <= 0:
+        if fitted is None or self.rate <= 0:
             return False
         a, _ = fitted
         n = len(self.waiting)
         budget = self.policy.max_latency_ms / 1000 - self._held(now)
         if budget <= 0:
             return False
-        more = min(self._rate * budget, self.policy.max_batch_size - n)
+        more = min(self.rate * budget, self.policy.max_batch_size - n)
         if more < 1:
             return False
         # Sending now puts the newcomers in a batch of their own, each paying the fixed cost a
         # again; holding makes each of the n waiting inputs wait until the newcomers are here.
-        hold = more / self._rate
+        hold = more / self.rate
         return a * more > n * hold
 
     def _pop(self, count: int) -> list[Waiting]:

@@ -201,6 +201,10 @@ class ReplicaPool:
         self.engine.stop()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+        if self.metrics is not None:  # a version no longer served has no queue or replicas to show
+            for family in (self.metrics.queue, self.metrics.replicas):
+                with contextlib.suppress(KeyError):
+                    family.remove(*self._labels)
 
     def drained(self) -> bool:
         """Nothing waits and nothing runs: the version can stop without dropping a request."""
