@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,16 +17,25 @@ from shoal.cli.run import Db
 from shoal.outputs import utc
 from shoal.settings import default_db
 
+if TYPE_CHECKING:
+    from shoal.store import Ledger
+
 app = typer.Typer(help="Versions of served pipelines and the aliases that route traffic to them.", no_args_is_help=True)
 Pipeline = Annotated[str, typer.Argument(metavar="PIPELINE", help="the pipeline's name", show_default=False)]
 Version = Annotated[str, typer.Argument(metavar="VERSION", help="a version (its fingerprint, or a prefix)")]
 By = Annotated[str | None, typer.Option(metavar="NAME", help="who does this [default: this user]")]
 
 
-def _ledger(db: str | None):  # type: ignore[no-untyped-def]
+@contextmanager
+def _ledger(db: str | None) -> Iterator[Ledger]:
+    """The ledger named by --db, SHOAL_DB_URL or the default, closed after the command."""
     from shoal.store import Ledger
 
-    return Ledger(db or os.environ.get("SHOAL_DB_URL") or default_db())
+    ledger = Ledger(db or os.environ.get("SHOAL_DB_URL") or default_db())
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 def _by(by: str | None) -> str:
@@ -37,8 +48,7 @@ def list_command(pipeline: Annotated[str | None, typer.Argument(metavar="[PIPELI
     pipeline, the pipelines the registry holds."""
     from shoal import registry
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         if pipeline is None:
             for name in registry.pipelines(ledger):
                 print(name)
@@ -50,8 +60,6 @@ def list_command(pipeline: Annotated[str | None, typer.Argument(metavar="[PIPELI
         for version in registry.versions(ledger, pipeline):
             tags = ", ".join(sorted(named.get(version.version, [])))
             print(f"{version.version}  {utc(version.created_at)}  {version.source or '-'}  {tags}".rstrip())
-    finally:
-        ledger.close()
     return 0
 
 
@@ -62,14 +70,11 @@ def show(pipeline: Pipeline, version: Version, db: Db = None) -> int:
 
     from shoal import registry
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         record = registry.get_version(ledger, pipeline, version)
         history = [e for e in registry.events(ledger, pipeline, 500) if e["version"] == record.version]
         aliases = [a.alias for a in registry.aliases(ledger, pipeline).values() if a.version == record.version]
         print(json.dumps({**record.__dict__, "aliases": aliases, "events": history}, indent=2, default=str))
-    finally:
-        ledger.close()
     return 0
 
 
@@ -83,11 +88,8 @@ def register_command(
     """Register the project as a version (its pipeline imports first); print the version."""
     from shoal import registry
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         print(registry.register(ledger, project, source=source, by=_by(by)).version)
-    finally:
-        ledger.close()
     return 0
 
 
@@ -95,12 +97,9 @@ def register_command(
 def promote(pipeline: Pipeline, version: Version, by: By = None, db: Db = None) -> int:
     from shoal import registry
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         alias = registry.promote(ledger, pipeline, version, by=_by(by))
         print(f"{pipeline}: production is {alias.version} (was {alias.previous or 'none'})")
-    finally:
-        ledger.close()
     return 0
 
 
@@ -113,12 +112,9 @@ def rollback(
 ) -> int:
     from shoal import registry
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         alias = registry.rollback(ledger, pipeline, by=_by(by), reason=reason)
         print(f"{pipeline}: production is {alias.version} again (was {alias.previous})")
-    finally:
-        ledger.close()
     return 0
 
 
@@ -134,8 +130,7 @@ def alias_command(
     from shoal import registry
     from shoal.errors import ConfigError
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         if drop:
             if not registry.drop_alias(ledger, pipeline, alias, by=_by(by)):
                 raise ConfigError(f"{pipeline} has no alias {alias!r}")
@@ -144,8 +139,6 @@ def alias_command(
             raise ConfigError("give the VERSION the alias names, or --drop")
         else:
             print(f"{pipeline}: {alias} -> {registry.set_alias(ledger, pipeline, alias, version, by=_by(by)).version}")
-    finally:
-        ledger.close()
     return 0
 
 
@@ -205,8 +198,7 @@ def deploy_command(
 
     if canary and shadow:
         raise ConfigError("--canary or --shadow, not both")
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         record = registry.register(ledger, project, source=source, by=_by(by))
         guard: dict[str, Any] = {
             "min_samples": min_samples,
@@ -230,8 +222,6 @@ def deploy_command(
         else:
             alias = registry.promote(ledger, record.pipeline, record.version, by=_by(by), detail=source)
             print(f"{record.pipeline}: production is {alias.version} (was {alias.previous or 'none'})")
-    finally:
-        ledger.close()
     return 0
 
 
@@ -249,11 +239,8 @@ def replay(
     differ."""
     from shoal.replay import replay_log
 
-    ledger = _ledger(db)
-    try:
+    with _ledger(db) as ledger:
         found = replay_log(ledger, pipeline, version, against, limit=limit, workers=workers)
-    finally:
-        ledger.close()
     print(
         f"{pipeline}: {found.total} inputs answered by {found.version} replayed with {found.against}: "
         f"{found.agreed} agree, {len(found.differences)} differ"
