@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import read_results, shoal_cli
+from tests.unit.test_video import _decoded
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers")]
 
@@ -38,18 +39,6 @@ def _make_data() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _frames(path: Path) -> list[Any]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -98,8 +87,8 @@ def test_videos_split_into_segments_come_back_joined_in_order_with_people_and_po
 
 def _check_joined(artifacts: Path, video: str, segments: list[dict[str, Any]]) -> None:
     """The joined WebM is the segments' frames, all and in order; the table has each frame once."""
-    joined = _frames(artifacts / video / "labelled.webm")
-    parts = [frame for s in segments for frame in _frames(artifacts / s["id"] / "labelled.webm")]
+    joined = _decoded(artifacts / video / "labelled.webm")
+    parts = [frame for s in segments for frame in _decoded(artifacts / s["id"] / "labelled.webm")]
     assert len(joined) == len(parts) == FRAMES
     assert all(np.array_equal(a, b) for a, b in zip(joined, parts, strict=True))
 
