@@ -71,8 +71,7 @@ class Lane:
             )
             return active
         if self._roll_to and starting.ready_replicas >= starting.size and starting.size < self._roll_to:
-            active.resize(max(1, active.size - 1))  # one old replica goes as the next new one comes
-            starting.resize(starting.size + 1)
+            self._roll_step(active, starting)
         if starting.ready_replicas < max(starting.size, self._roll_to):
             if self._roll_to and starting.ready_replicas:  # both versions answer, by their ready replicas
                 share = starting.ready_replicas / (starting.ready_replicas + max(active.ready_replicas, 1))
@@ -82,6 +81,14 @@ class Lane:
         log.info("shoal: %s %s now version %s, %d replicas", self.name, self.role, starting.version, starting.size)
         retire(active)
         return starting
+
+    def _roll_step(self, active: ReplicaPool, starting: ReplicaPool) -> None:
+        """One step of a rolling change: an old replica is told to go, and only once its process
+        has exited does the next new one start, so memory never holds more than one extra."""
+        if active.size + starting.size > self._roll_to:
+            active.resize(max(1, active.size - 1))  # it finishes its batch, then exits
+        elif active.alive_count + starting.size <= self._roll_to:
+            starting.resize(starting.size + 1)
 
     def resize(self, project: Project, replicas: int) -> None:
         """Serve with this many replicas: a fresh set warms, then takes over (see `serve`)."""
