@@ -571,7 +571,7 @@ def offline_limit(corpus: list[str], home: Path) -> dict[str, float]:
     of 64 in arrival order run as the served pipeline does (for reference)."""
     from shoal.environments import project_environment
 
-    env = project_environment(EXAMPLES["embed"], home / "envs")
+    env = project_environment(EXAMPLES["embed"])  # where the server installs it too
     extra = {} if env is None else {"PYTHONPATH": str(env)}
     done = subprocess.run(
         [sys.executable, "-c", OFFLINE],
@@ -735,8 +735,9 @@ async def measure(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     quick = args.quick
     seconds = args.seconds or (4.0 if quick else 20.0)
     rounds = args.rounds or (2 if quick else 4)
-    home = OUT / "home"
-    home.mkdir(parents=True, exist_ok=True)
+    home = OUT / "home"  # a ledger of this run's own: a registry left by an earlier run would pin production
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
     corpus: dict[str, list[Any]] = {"embed": sentences(2048), "mlp": pima_rows(2048)}
     onnx = EXAMPLES["mlp"] / "model.onnx"
     if "mlp" in args.models and not onnx.is_file():
