@@ -5,7 +5,9 @@ code change served without dropping a request under concurrent clients."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -93,6 +95,38 @@ def test_answers_come_in_request_order_with_failures_per_input(server: LiveServe
         status = client.get("/api/v1/pipelines/echo/serving").json()
         assert status["active"]["ready"] == 1
         assert status["active"]["version"] == body["version"]
+
+
+def _thread_cpu_s(name: str) -> float:
+    """CPU seconds a thread of this process has used, from /proc (what `top -H` shows)."""
+    (thread,) = [t for t in threading.enumerate() if t.name == name]
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_server_sleeps_while_its_replica_works_on_a_batch(
+    make_project: MakeProject, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inputs held past max_latency_ms while the only replica is busy: the thread that drives the
+    replica waits for its answer, it does not spin (a spinning server took a core from the model)."""
+    monkeypatch.setenv("ECHO_BATCH_S", "1.5")
+    with contextlib.ExitStack() as stack:
+        live = LiveServer(projects=[make_project(PIPELINE, toml=SERVE.format(queue=64))])
+        stack.enter_context(contextlib.contextmanager(running)(live))
+        client = stack.enter_context(live.client())
+        assert _predict(client, {"inputs": [{"data": "warm up"}]}).status_code == 200
+        pool = ThreadPoolExecutor(2)
+        stack.callback(pool.shutdown)
+        first = pool.submit(_predict, client, {"inputs": [{"data": "one"}]})
+        time.sleep(0.3)  # the first batch runs; the second request waits behind it, past 20 ms
+        second = pool.submit(_predict, client, {"inputs": [{"data": "two"}]})
+        time.sleep(0.2)
+        before, began = _thread_cpu_s("shoal-serve-echo"), time.monotonic()
+        time.sleep(0.8)
+        used = _thread_cpu_s("shoal-serve-echo") - before
+        waited = time.monotonic() - began
+        assert first.result().status_code == second.result().status_code == 200
+    assert used < 0.25 * waited, f"the driving thread used {used:.2f} s of CPU in {waited:.2f} s of waiting"
 
 
 def test_concurrent_requests_are_batched_and_a_lone_one_is_not_held(server: LiveServer) -> None:

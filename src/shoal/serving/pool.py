@@ -264,8 +264,11 @@ class ReplicaPool:
             self._fail_all("the server is stopping this version")
 
     def _sleep(self) -> float:
+        """Until the next thing to do: a held batch falling due (only while a replica is idle to
+        take it; else the replica's answer wakes the poll), or a waiting input's deadline."""
+        idle = self.engine.idle() > 0
         with self._lock:
-            due = self.batcher.wake_at(time.monotonic())
+            due = self.batcher.wake_at(time.monotonic()) if idle else None
             deadlines = [w.deadline for w in itertools.islice(self.batcher.waiting, 64)]
         now = time.monotonic()
         nearest = min([due or now + IDLE_TICK_S, *deadlines, now + IDLE_TICK_S])
