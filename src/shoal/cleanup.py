@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from shoal.errors import ConfigError
-from shoal.outputs import folder_owner, is_local, run_folder
+from shoal.run_folder import folder_owner, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 from shoal.store.schema import submissions
 from shoal.store.submissions import submission

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shoal.outputs import is_local
+from shoal.run_folder import is_local
 
 if TYPE_CHECKING:
     from shoal.pipeline import Pipeline

@@ -31,9 +31,9 @@ from shoal.engines import Engine, create_engine
 from shoal.errors import ConfigError, InputError, JobBusyError, JobStateError, RunFolderError
 from shoal.finish import finish
 from shoal.middleware import Middleware, MiddlewareStack, Progress
-from shoal.outputs import atomic_write, folder_owner, is_local, run_folder
 from shoal.project import Project, load_project
 from shoal.reread import Reread, reread_failed
+from shoal.run_folder import atomic_write, folder_owner, is_local, run_folder
 from shoal.settings import RunSettings, default_home
 from shoal.sources import open_feed, open_inputs
 from shoal.sources.files import local_path
@@ -347,6 +347,8 @@ def execute(
         else:
             ledger.set_state(job.id, "interrupted")
         raise
+    if report:
+        _warm_report()
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     feed = open_feed(plan.inputs, job, settings.limit, settings.policy)
     coordinator = Coordinator(
@@ -396,6 +398,20 @@ def execute(
         with _run_folder(out):
             data = write_report(ledger, job.id, out)
     return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
+
+
+def _warm_report() -> None:
+    """Import what the report needs (Arrow, Parquet, matplotlib: about a second) on a thread while
+    the workers start and run, instead of after the last item, when everyone waits for it."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the report imports them again, and says what failed
+            import shoal.outputs
+            import shoal.report.charts
+            import shoal.report.stats
+            import shoal.report.timeline  # noqa: F401
+
+    threading.Thread(target=load, name="shoal-warm-report", daemon=True).start()
 
 
 def final_state(outcome: str, counts: dict[str, int]) -> str:

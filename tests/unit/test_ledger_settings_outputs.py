@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from shoal.errors import ConfigError, JobBusyError
-from shoal.outputs import export_results, flatten, utc, utc_many
+from shoal.outputs import export_results, flatten, utc_many
 from shoal.report import write_report
+from shoal.run_folder import utc
 from shoal.settings import RunSettings
 from shoal.store import JobRecord, Ledger
 from shoal.store.rows import PENDING_TAIL, item_head, succeeded_row, with_success

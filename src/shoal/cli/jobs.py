@@ -12,7 +12,7 @@ from rich.table import Table
 from shoal.cli._console import coloured, hint_older_ledger, stdout_console
 from shoal.cli.run import Db
 from shoal.errors import ConfigError
-from shoal.outputs import folder_owner, run_folder, utc
+from shoal.run_folder import folder_owner, run_folder, utc
 from shoal.settings import default_db
 
 if TYPE_CHECKING:

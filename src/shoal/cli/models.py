@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shoal.cli.run import Db
-from shoal.outputs import utc
+from shoal.run_folder import utc
 from shoal.settings import default_db
 
 if TYPE_CHECKING:

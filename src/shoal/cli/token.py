@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shoal.cli.run import Db
-from shoal.outputs import utc
+from shoal.run_folder import utc
 from shoal.settings import default_db
 
 app = typer.Typer(help="Manage API tokens for `shoal serve` (stored as hashes in the ledger).", no_args_is_help=True)

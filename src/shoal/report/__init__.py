@@ -12,10 +12,11 @@ from shoal.store import Ledger
 
 def write_report(ledger: Ledger, job_id: str, out: Path, *, charts: bool = True) -> dict[str, Any]:
     """Export results and write every report file into the run folder; returns report.json's data."""
-    from shoal.outputs import ResultFiles, atomic_write
+    from shoal.outputs import ResultFiles
     from shoal.report.scan import scan
     from shoal.report.stats import Figures, performance_text
     from shoal.report.timeline import Timeline
+    from shoal.run_folder import atomic_write
 
     job, runs = ledger.get_job(job_id), ledger.runs(job_id)
     files, figures = ResultFiles(out), Figures(job, runs)
@@ -60,8 +61,8 @@ def job_timeline(ledger: Ledger, job_id: str) -> Any:
 
 
 def draw_charts(ledger: Ledger, job_id: str, found: Any, out: Path) -> None:
-    from shoal.outputs import atomic_write
     from shoal.report.charts import runtime_chart, throughput_chart
+    from shoal.run_folder import atomic_write
 
     found.add_retries(ledger.events(job_id) if found.exact else [])
     with atomic_write(out / "runtime.png", "wb") as handle:

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import RowMapping
 
-from shoal.outputs import utc
 from shoal.report._sample import Sample
 from shoal.report.scan import Page, mask
+from shoal.run_folder import utc
 from shoal.store import JobRecord
 
 #: a job shorter than this is mostly start-up: its speedup and efficiency are noted as such

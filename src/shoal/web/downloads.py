@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from shoal.errors import NotFoundError, RangeNotSatisfiableError, ShoalError, StorageError
-from shoal.outputs import atomic_write, export_results, is_local, run_folder
+from shoal.outputs import export_results
+from shoal.run_folder import atomic_write, is_local, run_folder
 from shoal.store import JobRecord, Ledger
 
 RESULT_FILES = {"jsonl": "results.jsonl", "csv": "results.csv", "parquet": "results.parquet", "errors": "errors.csv"}

@@ -33,7 +33,7 @@ from shoal.cleanup import Removed, remove_job
 from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
-from shoal.outputs import run_folder
+from shoal.run_folder import run_folder
 from shoal.runner import Plan, execute, normalize_input, prepare, retry_plan, settings_for
 from shoal.settings import RunSettings
 from shoal.sources import JOURNAL, is_stream, journal_path

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from shoal.errors import RangeNotSatisfiableError
-from shoal.outputs import is_local
+from shoal.run_folder import is_local
 from shoal.web import downloads
 from shoal.web.api.deps import ArtifactName, ItemId, JobDep, PartsDep
 from shoal.web.fields import ItemName
