@@ -72,7 +72,7 @@ diabetes: install-test
 	done; \
 	$(BIN)/python examples/diabetes/evaluate.py --server http://127.0.0.1:$(DIABETES_PORT)
 
-# Online serving under open-loop load (about 20 min; installs BentoML into bench/out/serve once).
+# Online serving under open-loop load (about 25 min; installs BentoML into bench/out/serve once).
 bench-serve: install-test
 	$(BIN)/python bench/serve.py
 

@@ -1,7 +1,7 @@
 """Online serving under open-loop Poisson load: shoal's adaptive batching against batch-1, a fixed
 window and BentoML, on the same machine and the same models, measured in one run.
 
-    python bench/serve.py            # about 20 minutes; --quick: a few minutes, rough figures
+    python bench/serve.py            # about 25 minutes; --quick: a few minutes, rough figures
     python bench/serve.py --quick --skip-bentoml --models mlp
 
 Two models: MiniLM sentence embeddings (examples/embed-serve, where batching pays) and the ONNX
