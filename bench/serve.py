@@ -605,42 +605,56 @@ def saturation(levels: list[Level]) -> Level | None:
     return max(fine, key=lambda x: x.throughput, default=None)
 
 
-async def swaps_under_load(
-    target: Target, folder: Path, port: int, rate: float, count: int, load_s: float
-) -> dict[str, Any]:
-    """Edit the project ``count`` times while requests arrive at ``rate``; check no request fails
-    and no batch or request mixes code versions."""
-    outcomes: list[Outcome] = []
-    seen: dict[int, float] = {}  #: code version -> when first answered
-    stop_at = asyncio.Event()
+class SteadyLoad:
+    """Open-loop rounds of requests at ``rate`` while the block runs: every outcome, and when
+    each code version first answered."""
 
-    async def load() -> None:
-        seed = 0
-        while not stop_at.is_set():
-            batch = await open_loop(target, rate, 2.0, seed, keep=True)
+    def __init__(self, target: Target, rate: float, seed: int, round_s: float) -> None:
+        self.target, self.rate, self.seed, self.round_s = target, rate, seed, round_s
+        self.outcomes: list[Outcome] = []
+        self.first_answer: dict[int, float] = {}  #: code version -> when it first answered
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> SteadyLoad:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._task
+
+    async def _run(self) -> None:
+        seed = self.seed
+        while not self._stop.is_set():
+            batch = await open_loop(self.target, self.rate, self.round_s, seed, keep=True)
             seed += 1
             for outcome in batch:
                 for output in _outputs(outcome):
                     version = output.get("result", {}).get("code_version")
                     if version is not None:
-                        seen.setdefault(version, outcome.scheduled + outcome.latency)
-            outcomes.extend(batch)
+                        self.first_answer.setdefault(version, outcome.scheduled + outcome.latency)
+            self.outcomes.extend(batch)
 
-    runner = asyncio.ensure_future(load())
+
+async def swaps_under_load(
+    target: Target, folder: Path, port: int, rate: float, count: int, load_s: float
+) -> dict[str, Any]:
+    """Edit the project ``count`` times while requests arrive at ``rate``; check no request fails
+    and no batch or request mixes code versions."""
     loop = asyncio.get_running_loop()
     took: list[float] = []
-    for version in range(1, count + 1):
-        edited = loop.time()
-        swap(folder, version, load_s)
-        while version not in seen and loop.time() - edited < 120:
-            await asyncio.sleep(0.1)
-        if version not in seen:
-            break
-        took.append(seen[version] - edited)
-        await asyncio.sleep(0.5)
-    stop_at.set()
-    await runner
-    return _swap_summary(outcomes, took, count)
+    async with SteadyLoad(target, rate, 0, 2.0) as load:
+        seen = load.first_answer
+        for version in range(1, count + 1):
+            edited = loop.time()
+            swap(folder, version, load_s)
+            while version not in seen and loop.time() - edited < 120:
+                await asyncio.sleep(0.1)
+            if version not in seen:
+                break
+            took.append(seen[version] - edited)
+            await asyncio.sleep(0.5)
+    return _swap_summary(load.outcomes, took, count)
 
 
 async def canary_under_load(
@@ -653,47 +667,31 @@ async def canary_under_load(
     env = child_env(home)
     deploy = [sys.executable, "-m", "shoal", "deploy", str(folder)]
     subprocess.run(deploy, env=env, check=True, capture_output=True)
-    outcomes: list[Outcome] = []
-    first: list[float] = []  #: when the canary first answered
-    stop_at = asyncio.Event()
     loop = asyncio.get_running_loop()
     version = 1_000_000
-
-    async def load() -> None:
-        seed = 10_000
-        while not stop_at.is_set():
-            batch = await open_loop(target, rate, 1.0, seed, keep=True)
-            seed += 1
-            for outcome in batch:
-                if not first and any(o.get("result", {}).get("code_version") == version for o in _outputs(outcome)):
-                    first.append(outcome.scheduled + outcome.latency)
-            outcomes.extend(batch)
-
-    runner = asyncio.ensure_future(load())
-    await asyncio.sleep(2.0)  # production answering under load first
-    swap(folder, version, load_s, fail_share)
-    canary = [*deploy, "--canary", "10%", "--min-samples", "50", "--max-error-rate", "0.02"]
-    await asyncio.to_thread(subprocess.run, canary, env=env, check=True, capture_output=True)
-    asked = loop.time()
-    http = Http(port)
     rolled_back: float | None = None
-    while loop.time() - asked < 120:
-        status, payload = await http.call("GET", f"/api/v1/models/{name}")
-        if status == 200 and "canary" not in json.loads(payload)["aliases"] and first:
-            rolled_back = loop.time()
-            break
-        await asyncio.sleep(0.05)
-    http.close()
-    await asyncio.sleep(1.0)  # requests sent around the rollback come back
-    stop_at.set()
-    await runner
-    canary_failed = sum(1 for o in outcomes if not o.ok and o.status == 200)  #: a per-input error in an answer
+    async with SteadyLoad(target, rate, 10_000, 1.0) as load:
+        await asyncio.sleep(2.0)  # production answering under load first
+        swap(folder, version, load_s, fail_share)
+        canary = [*deploy, "--canary", "10%", "--min-samples", "50", "--max-error-rate", "0.02"]
+        await asyncio.to_thread(subprocess.run, canary, env=env, check=True, capture_output=True)
+        asked = loop.time()
+        http = Http(port)
+        while loop.time() - asked < 120:
+            status, payload = await http.call("GET", f"/api/v1/models/{name}")
+            if status == 200 and "canary" not in json.loads(payload)["aliases"] and version in load.first_answer:
+                rolled_back = loop.time()
+                break
+            await asyncio.sleep(0.05)
+        http.close()
+        await asyncio.sleep(1.0)  # requests sent around the rollback come back
+    outcomes, first = load.outcomes, load.first_answer.get(version)
     return {
-        "rollback_s": round(rolled_back - first[0], 2) if rolled_back is not None and first else None,
+        "rollback_s": round(rolled_back - first, 2) if rolled_back is not None and first is not None else None,
         "canary_deploy_to_rollback_s": round(rolled_back - asked, 2) if rolled_back is not None else None,
         "canary_fail_share": fail_share,
         "canary_requests": len(outcomes),
-        "canary_requests_with_a_failed_input": canary_failed,
+        "canary_requests_with_a_failed_input": sum(1 for o in outcomes if not o.ok and o.status == 200),
         "canary_other_failures": sum(1 for o in outcomes if o.status != 200),
     }
 
