@@ -27,6 +27,7 @@ from shoal.engines import (
     Engine,
     Event,
     ItemsDone,
+    ShowsRunning,
     WorkerFailed,
     WorkerReady,
     describe_loss,
@@ -45,6 +46,7 @@ from shoal.write_buffer import WriteBuffer
 INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
 MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
+SHOWN_RUNNING = 32  #: processes whose current items progress displays show at most
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
 HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the run is alive
@@ -111,6 +113,7 @@ class Coordinator:
         self.startup_s: float | None = None
         self.progress = Progress(ingested=job.ingested)
         self._census = engine.census if isinstance(engine, CountsWorkers) else None
+        self._running = engine.running if isinstance(engine, ShowsRunning) else None
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -206,8 +209,26 @@ class Coordinator:
             if self._census is not None:
                 census = self._census()
                 self.progress.workers_alive, self.progress.workers_busy = census.alive, census.busy
+            if self._running is not None:
+                self.progress.running = self._running_now(self._running())
             self.middleware.on_progress(self.progress)
             self._last_tick = now
+
+    def _running_now(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This job's items in the workers' hands now, by stage name, longest running first."""
+        mine = [r for r in rows if r.get("job") == self.job.id and r.get("items")]
+        mine.sort(key=lambda r: -r["seconds"])
+        names = self.stage_names
+        return [
+            {
+                "items": r["items"],
+                "stage": names[r["stage"]] if 0 <= r["stage"] < len(names) else None,
+                "seconds": r["seconds"],
+                "done": r["done"],
+                "total": r["total"],
+            }
+            for r in mine[:SHOWN_RUNNING]
+        ]
 
     def _drained(self) -> bool:
         return (

@@ -7,7 +7,7 @@ write artifacts that shoal commits only when the whole item succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -26,6 +26,7 @@ class Item:
     __slots__ = (
         "_ctx",
         "_local",
+        "_on_progress",
         "_staging",
         "attempt",
         "id",
@@ -46,6 +47,7 @@ class Item:
         meta: dict[str, Any] | None = None,
         attempt: int = 1,
         context: ItemContext | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.id = id
         self.uri = uri  #: the file to read: a local path or a URL; None for a data row
@@ -56,11 +58,19 @@ class Item:
         self.results: dict[str, dict[str, Any]] = {}  #: earlier stages' results by stage
         self.state: dict[str, Any] = {}  #: scratch space shared by stages; never saved
         self._ctx = context
+        self._on_progress = on_progress
         self._local: Path | None = None
         self._staging: Path | None = None
 
     def __repr__(self) -> str:
         return f"Item({self.id!r}, {self.input!r})"
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        """Say how far the running stage has got with this item (frames, rows, pages), for the
+        job and workers pages while it runs. A memory write on a worker, so cheap enough to call
+        for every frame; the count starts again at each stage. Outside a run it does nothing."""
+        if self._on_progress is not None:
+            self._on_progress(done, total or 0)
 
     # --- reading the input -------------------------------------------------------------------
     @property
@@ -149,6 +159,7 @@ class Item:
         """The input's frames ``start`` up to ``stop`` as ``(index, BGR frame)`` pairs, reached by
         seeking, not by decoding the frames before them. Left out, they are this item's segment
         (``meta`` start and stop, from an input split with ``#segment=N``), else the whole video.
+        Reading them reports the item's progress frame by frame (see ``progress``).
         A file that is not a video raises CorruptInputError; without OpenCV, MissingDependencyError."""
         from shoal.video import VideoFrames
 
@@ -156,7 +167,9 @@ class Item:
             pass
         first = int(self.meta.get("start") or 0) if start is None else start
         last = self.meta.get("stop") if stop is None else stop
-        return VideoFrames(self.path, first, None if last is None else int(last), name=self.input)
+        return VideoFrames(
+            self.path, first, None if last is None else int(last), name=self.input, on_frame=self.progress
+        )
 
     # --- artifacts ---------------------------------------------------------------------------
     def artifact_path(self, name: str) -> Path:

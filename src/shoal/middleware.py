@@ -6,8 +6,8 @@ Every hook does nothing by default; subclass and override the ones you need.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shoal.store import JobRecord
@@ -29,6 +29,8 @@ class Progress:
     done_at_start: int = 0  #: items already finished when this run began (a resumed job)
     workers_alive: int | None = None  #: live worker processes, where the engine can count them
     workers_busy: int | None = None  #: of those, how many are running an item now
+    #: what the workers run now, where the engine can tell: items, stage, seconds, done, total
+    running: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> int:

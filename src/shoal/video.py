@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import itertools
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -111,14 +111,25 @@ class VideoFrames:
     Opening seeks to ``start`` instead of decoding every frame before it. Where the container
     cannot seek exactly (it reports another position), the frames before ``start`` are decoded
     and dropped instead: slower, never wrong. Iterating releases the file at the end; so do
-    ``close()`` and leaving a ``with`` block."""
+    ``close()`` and leaving a ``with`` block. ``on_frame(done, total)`` hears, before each frame
+    is read and once at the end, how many frames were handed out and how many there are to read
+    (the container's count where ``stop`` is None; 0 when it has none)."""
 
-    def __init__(self, path: str | Path, start: int = 0, stop: int | None = None, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        name: str | None = None,
+        on_frame: Callable[[int, int], None] | None = None,
+    ) -> None:
         if start < 0 or (stop is not None and stop < 0):
             raise ValueError(f"frame numbers count from 0: start={start}, stop={stop}")
         cv2 = opencv()
         self.name = name or str(path)
         self.start, self.stop = start, stop
+        self._on_frame = on_frame
         self._capture: Any = _open(cv2, path, self.name)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)  #: frames per second, 0.0 if unknown
         self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -133,15 +144,29 @@ class VideoFrames:
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         index = self.start
+        total = self._total()
         try:
             while self._capture is not None and (self.stop is None or index < self.stop):
+                if self._on_frame is not None:
+                    self._on_frame(index - self.start, total)
                 ok, frame = self._capture.read()
                 if not ok:
-                    return
+                    break
                 yield index, frame
                 index += 1
+            if self._on_frame is not None:
+                self._on_frame(index - self.start, index - self.start)
         finally:
             self.close()
+
+    def _total(self) -> int:
+        """Frames to read: up to ``stop``, else to the container's count (0 when unknown)."""
+        if self.stop is not None:
+            return max(0, self.stop - self.start)
+        if self._capture is None:
+            return 0
+        count = int(self._capture.get(opencv().CAP_PROP_FRAME_COUNT) or 0)
+        return max(0, count - self.start)
 
     def close(self) -> None:
         if self._capture is not None:

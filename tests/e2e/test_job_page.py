@@ -185,3 +185,51 @@ def test_a_retried_job_shows_its_run_time_full_size_charts_and_can_be_deleted(
     page.wait_for_function("!document.querySelector('#jobs').textContent.includes('loading')")
     assert page.locator(f"tr[data-job='{job_id}']").count() == 0
     assert "No jobs yet" in page.text_content("#jobs")
+
+
+#: one item of STEPS steps that says how far it has got after each
+STEPPING = """
+import time
+import shoal
+
+pipeline = shoal.Pipeline("stepping")
+
+@pipeline.stage()
+def step(item):
+    for done in range(1, 41):
+        time.sleep(0.1)
+        item.progress(done, 40)
+    return {"steps": 40}
+"""
+
+
+def test_a_running_items_progress_is_shown_live_and_goes_when_the_job_ends(
+    serve: Callable[..., LiveServer], page: Any, tmp_path: Path
+) -> None:
+    project, data = tmp_path / "stepping", tmp_path / "data"
+    project.mkdir()
+    (project / "pipeline.py").write_text(STEPPING)
+    data.mkdir()
+    (data / "long.txt").write_text("x\n")
+    server = serve(projects=[project])
+    with server.client() as http:
+        job_id = http.post("/api/v1/jobs", json={"pipeline": "stepping", "inputs": [str(data)]}).json()["id"]
+        page.goto(f"{server.url}/jobs/{job_id}")
+        page.wait_for_selector("#running-section:not([hidden])", timeout=60_000)
+        row = page.locator("#running tr")
+        counts = []
+        while len(counts) < 3 and page.locator("#running-section:not([hidden])").count():
+            shown = row.locator("td.said .count").text_content(timeout=5_000) or ""
+            if re.fullmatch(r"\d+ / 40", shown) and (not counts or shown != counts[-1]):
+                counts.append(shown)
+            page.wait_for_timeout(150)
+        assert len(counts) == 3, counts  # the count moved while the page was watched
+        done = [int(c.split(" / ")[0]) for c in counts]
+        assert done == sorted(done)
+        [item] = http.get(f"/api/v1/jobs/{job_id}/items").json()["items"]
+        assert row.locator("td a").first.text_content() == item["id"]
+        assert row.locator("td:nth-child(2)").text_content() == "step"
+        width = page.evaluate("parseFloat(document.querySelector('#running .progress .ok').style.width)")
+        assert 0 < width <= 100
+        page.wait_for_selector("body[data-finished='1']", timeout=60_000)
+    assert page.locator("#running-section").is_hidden()  # a finished job runs nothing

@@ -1,5 +1,5 @@
-"""`shoal workers`: real `shoal worker`s list themselves, show the items they run, turn lost when
-killed, and hand out their logs; Flower still sees them."""
+"""`shoal workers`: real `shoal worker`s list themselves, show the items they run and how far each
+has got, turn lost when killed, and hand out their logs; Flower still sees them."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.helpers import shoal_cli, start_cli
 pytestmark = pytest.mark.integration
 FLOWER_FLAGS = ("--address=127.0.0.1", "--inspect_timeout=5000")
 
-#: item 0 waits for a file to appear (so it is seen running), printing a line first
+#: item 0 waits for a file to appear (so it is seen running), printing a line and its progress first
 BLOCKING = """
 import os, time
 from pathlib import Path
@@ -37,6 +37,7 @@ def work(item):
     name = os.path.basename(item.input)
     print(f"stage printed {name}", flush=True)
     if name == "item-0000.txt":
+        item.progress(3, 7)
         release = Path(item.input).parent / "release"
         while not release.exists():
             time.sleep(0.05)
@@ -93,12 +94,13 @@ def test_workers_lists_busy_items_logs_and_lost_ones(
         def busy_with_item() -> dict[str, Any] | None:
             for w in listed(cluster, home):
                 for p in w["processes"]:
-                    if any(str(i).startswith("item-0000") for i in p["items"]):
-                        return w
+                    if any(str(i).startswith("item-0000") for i in p["items"]) and p["done"] == 3:
+                        return w | {"process": p}
             return None
 
-        busy = wait_for(busy_with_item, "a process running item 0")
+        busy = wait_for(busy_with_item, "a process running item 0, 3 of 7 done")
         assert busy["busy"] >= 1
+        assert (busy["process"]["stage"], busy["process"]["total"]) == ("work", 7)
         name = busy["name"]
         logs = wait_for(
             lambda: "stage printed item-0000.txt" in (out := _log(cluster, home, name)) and out,

@@ -1,5 +1,5 @@
-"""The slot board: a reader never accepts half a record, and never spins on a slot whose writer
-died in the middle of writing it."""
+"""The slot board: a reader never accepts half a record, never spins on a slot whose writer died
+in the middle of writing it, and reads a stage's progress with the call it belongs to."""
 
 from __future__ import annotations
 
@@ -69,4 +69,22 @@ def test_a_slot_left_half_written_by_a_killed_worker_reads_as_unknown(tmp_path: 
     board.reset(1)
     board.post(1, 6, 0, 1, 0)  # a replacement worker's posts read again
     assert board.read(1).chunk == 6
+    board.close()
+
+
+def test_progress_belongs_to_the_stage_call_posted_last_and_starts_again_with_the_next(tmp_path: Path) -> None:
+    board = SlotBoard(tmp_path / "slots", 2, create=True)
+    board.progress(0, 5, 10)  # nothing posted yet: nothing to say it of
+    assert board.read(0).count == 0
+    board.post(0, 7, 0, 1, 2)
+    began = board.read(0).started
+    board.progress(0, 5, 10)
+    reading = SlotBoard(tmp_path / "slots", 2).read(0)  # as the coordinator's own mapping sees it
+    assert (reading.chunk, reading.count, reading.stage, reading.done, reading.total) == (7, 1, 2, 5, 10)
+    assert reading.started == began  # progress does not restart the stage's clock (timeouts count from it)
+    board.progress(0, -3, 2**40)  # out of range: clamped, never an error inside a stage
+    assert (board.read(0).done, board.read(0).total) == (0, 2**32 - 1)
+    board.post(0, 7, 0, 1, 3)
+    assert (board.read(0).done, board.read(0).total) == (0, 0)
+    assert board.read(1).count == 0  # the other slot untouched
     board.close()

@@ -133,6 +133,26 @@ def test_an_item_reads_its_own_segment_unless_told_otherwise(tmp_path: Path) -> 
         Item("gone", str(tmp_path / "gone.avi")).read_video()
 
 
+def test_reading_a_video_reports_the_items_progress_frame_by_frame(tmp_path: Path) -> None:
+    path = _write(tmp_path / "clip.avi", "MJPG")
+    said: list[tuple[int, int]] = []
+    item = Item("clip@000030", str(path), meta={"start": 30, "stop": 40}, on_progress=lambda *n: said.append(n))
+    for index, _ in item.read_video():
+        assert said[-1] == (index - 30, 10)  # before each frame: the frames handed out so far, of all
+    assert said[-1] == (10, 10)
+    said.clear()
+    last = Item("clip@000045", str(path), meta={"start": 45, "stop": 500}, on_progress=lambda *n: said.append(n))
+    assert len(list(last.read_video())) == FRAMES - 45
+    assert said[-1] == (FRAMES - 45, FRAMES - 45)  # a range past the end: done when the frames are
+    said.clear()
+    whole = Item("clip", str(path), on_progress=lambda *n: said.append(n))
+    frames = iter(whole.read_video())
+    next(frames)
+    next(frames)
+    assert said == [(0, FRAMES), (1, FRAMES)]  # the whole video: the container's frame count
+    Item("quiet", str(path)).progress(3, 10)  # outside a run it does nothing
+
+
 def test_webm_segments_join_into_one_file_with_the_same_frames(tmp_path: Path) -> None:
     parts = [_write(tmp_path / f"part{k}.webm", "VP80", frames=n) for k, n in enumerate((30, 30, 7))]
     expected = [frame for part in parts for frame in _decoded(part)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,6 +14,7 @@ from shoal.middleware import Progress as Counts
 from shoal.store import JobRecord
 
 PLAIN_EVERY = 10.0  #: seconds between plain progress lines when not on a terminal
+SHOWN = 3  #: running items whose own progress the line shows at most
 
 
 def rate(counts: Counts) -> float:
@@ -32,7 +33,21 @@ def eta(counts: Counts) -> str:
 
 def describe(counts: Counts) -> str:
     total = f"{counts.total}" if counts.ingested else f"{counts.total}+"
-    return f"{counts.done} done, {counts.failed} failed, {total} total, {rate(counts):.1f} items/s, ETA {eta(counts)}"
+    line = f"{counts.done} done, {counts.failed} failed, {total} total, {rate(counts):.1f} items/s, ETA {eta(counts)}"
+    now = running_now(counts)
+    return f"{line}; {now}" if now else line
+
+
+def running_now(counts: Counts) -> str:
+    """The running items that say how far they have got (item.progress), e.g. a video's frames."""
+    said = [r for r in counts.running if r["total"] > 0 or r["done"] > 0]
+    parts = [f"{r['items'][0]} {r['stage']} {_count(r)}" for r in said[:SHOWN]]
+    more = f" +{len(said) - SHOWN} more" if len(said) > SHOWN else ""
+    return ", ".join(parts) + more
+
+
+def _count(row: dict[str, Any]) -> str:
+    return f"{row['done']}/{row['total']}" if row["total"] else str(row["done"])
 
 
 class BarProgress(Middleware):
@@ -47,10 +62,11 @@ class BarProgress(Middleware):
             TextColumn("[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/]"),
             TextColumn("{task.fields[rate]:.1f} items/s  ETA {task.fields[eta]}"),
             TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[now]}"),
             console=console,
             transient=False,
         )
-        self.task = self.bar.add_task("starting", total=None, done=0, failed=0, rate=0.0, eta="?")
+        self.task = self.bar.add_task("starting", total=None, done=0, failed=0, rate=0.0, eta="?", now="")
 
     def before_run(self, job: JobRecord, workers: int) -> None:
         self.bar.update(self.task, description=f"{job.id} ({workers} workers)")
@@ -65,6 +81,7 @@ class BarProgress(Middleware):
             failed=progress.failed,
             rate=rate(progress),
             eta=eta(progress),
+            now=running_now(progress),
             description="stopping: settling items in flight (Ctrl-C again to stop now)" if progress.stopping else None,
         )
 

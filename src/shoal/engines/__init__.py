@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shoal.errors import ConfigError
 from shoal.wire import JobSpec, Report, WireItem
@@ -117,6 +117,15 @@ class CountsWorkers(Protocol):
 
     def census(self) -> Census:
         """The workers' state now."""
+
+
+@runtime_checkable
+class ShowsRunning(Protocol):
+    """An engine that can say, cheaply, which items each of its processes runs right now."""
+
+    def running(self) -> list[dict[str, Any]]:
+        """A row per process: ``job``, ``items`` (ids), ``stage`` (index), ``seconds``, ``done``,
+        ``total`` (the stage's own progress; 0 where not said)."""
 
 
 ENGINES = ("local", "celery")

@@ -1,8 +1,9 @@
 """A shared-memory board where each local worker posts what it is running right now.
 
-Workers write (chunk, first item, item count, stage, start time) before every stage call; the
-coordinator reads it to enforce per-item timeouts and, when a worker dies, to know which items
-were running. Posting costs a memory write, not a message.
+Workers write (chunk, first item, item count, stage, start time) before every stage call, and
+how far the call has got whenever a stage says so (``item.progress(done, total)``); the
+coordinator reads it to enforce per-item timeouts, to show live progress and, when a worker dies,
+to know which items were running. Posting costs a memory write, not a message.
 
 A sequence number makes reads consistent (a seqlock): the writer makes it odd, writes the fields,
 then makes it even; a reader accepts fields only between two equal, even readings of it. A worker
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SEQ = struct.Struct("<Q")
-_FIELDS = struct.Struct("<qIIId")  # chunk, first, count, stage, started (monotonic s); after the sequence
-SLOT_SIZE = 40
+# chunk, first, count, stage, started (monotonic s), done, total; after the sequence
+_FIELDS = struct.Struct("<qIIIdII")
+SLOT_SIZE = 48
 TRIES = 1000  #: reads of a slot being written before giving up on it
 assert _SEQ.size + _FIELDS.size <= SLOT_SIZE
 
@@ -33,10 +35,13 @@ class Posting:
     count: int  #: 0 when the worker is idle
     stage: int
     started: float  #: time.monotonic() when the stage call began
+    done: int = 0  #: the stage's own count of what it has done in this call (frames, rows...)
+    total: int = 0  #: what it has to do in all; 0: not said
     known: bool = True  #: False: the slot was being written (or its writer died writing it)
 
 
 UNKNOWN = Posting(-1, 0, 0, -1, 0.0, known=False)
+_MAX = 2**32 - 1  #: the largest count a slot holds
 
 
 class SlotBoard:
@@ -52,12 +57,23 @@ class SlotBoard:
         finally:
             os.close(fd)
         self._seq = [0] * slots
+        self._posted: dict[int, tuple[int, int, int, int, float]] = {}  #: what this process last posted
 
     def post(self, slot: int, chunk: int, first: int, count: int, stage: int) -> None:
+        """A new stage call begins: its progress starts at nothing said."""
+        self._posted[slot] = (chunk, first, count, stage, time.monotonic())
+        self._write(slot, 0, 0)
+
+    def progress(self, slot: int, done: int, total: int) -> None:
+        """How far the stage call this process posted last has got."""
+        if slot in self._posted:
+            self._write(slot, min(max(int(done), 0), _MAX), min(max(int(total), 0), _MAX))
+
+    def _write(self, slot: int, done: int, total: int) -> None:
         offset = slot * SLOT_SIZE
         seq = self._seq[slot] + 1
         _SEQ.pack_into(self._map, offset, seq)  # odd: writing
-        _FIELDS.pack_into(self._map, offset + _SEQ.size, chunk, first, count, stage, time.monotonic())
+        _FIELDS.pack_into(self._map, offset + _SEQ.size, *self._posted[slot], done, total)
         _SEQ.pack_into(self._map, offset, seq + 1)  # even: done
         self._seq[slot] = seq + 1
 

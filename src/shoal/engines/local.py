@@ -172,8 +172,8 @@ class LocalEngine:
         return Census(len(live), sum(self._board.read(w.slot).count > 0 for w in live))
 
     def running(self) -> list[dict[str, Any]]:
-        """Each live process: its pid and name, and the items it runs now (their job, stage and
-        seconds so far), from the slot board; safe to call from another thread."""
+        """Each live process: its pid and name, and the items it runs now (their job, stage,
+        seconds so far and progress), from the slot board; safe to call from another thread."""
         rows = []
         for worker in list(self._workers.values()):
             posting = self._board.read(worker.slot)
@@ -192,6 +192,8 @@ class LocalEngine:
                     "items": items,
                     "stage": posting.stage,
                     "seconds": round(time.monotonic() - posting.started, 1),
+                    "done": posting.done,  #: what the stage said of its progress (item.progress)
+                    "total": posting.total,  #: 0: not said
                 }
             )
         return rows

@@ -48,9 +48,12 @@ def main(argv: list[str]) -> int:
     def probe(first: int, count: int, stage: int) -> None:
         board.post(int(slot), current["chunk"], current["offset"] + first, count, stage)
 
+    def progress(done: int, total: int) -> None:
+        board.progress(int(slot), done, total)
+
     began = time.monotonic()
     try:
-        runtime = Runtime.start(start["project"], start["fingerprint"], probe)
+        runtime = Runtime.start(start["project"], start["fingerprint"], probe, progress)
     except Exception as exc:
         _send(outbox, {"op": "failed", "worker": worker_name(), "message": _describe(exc)})
         return 3

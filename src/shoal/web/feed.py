@@ -2,7 +2,9 @@
 
 A Feed is middleware: the coordinator calls on_progress about ten times a second, and the feed
 wakes the event loops of waiting clients only when the counts changed, so a client hears of a
-finished item within a tenth of a second and an idle job costs nothing.
+finished item within a tenth of a second and an idle job costs nothing. What the workers run now
+(an item's frames done, said by its stage) moves on its own, so it is sent at most every
+RUNNING_EVERY seconds when nothing else changed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from shoal.middleware import Middleware, Progress
 from shoal.store import JobRecord
+
+RUNNING_EVERY = 0.5  #: seconds between updates that only move the running items' progress
 
 
 def snapshot(progress: Progress, state: str) -> dict[str, Any]:
@@ -35,6 +39,7 @@ def snapshot(progress: Progress, state: str) -> dict[str, Any]:
         "stopping": progress.stopping,
         "rate": round(rate, 3),
         "eta_s": None if eta is None else round(eta, 1),
+        "running": progress.running if state == "running" else [],
     }
 
 
@@ -49,6 +54,8 @@ class Feed(Middleware):
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._key: tuple[Any, ...] = ()
+        self._running_key: tuple[Any, ...] = ()
+        self._sent = 0.0  #: time.monotonic() of the last publish
 
     # --- the coordinator's side ----------------------------------------------------------------
     def before_run(self, job: JobRecord, workers: int) -> None:
@@ -56,14 +63,17 @@ class Feed(Middleware):
 
     def on_progress(self, progress: Progress) -> None:
         key = (progress.total, progress.done, progress.failed, progress.in_flight, progress.stopping)
-        if key != self._key:
-            self._key = key
+        running = tuple((r["items"][0], r["stage"], r["done"], r["total"]) for r in progress.running)
+        moved = running != self._running_key and time.monotonic() - self._sent >= RUNNING_EVERY
+        if key != self._key or moved:
+            self._key, self._running_key = key, running
             self.publish(snapshot(progress, "running"))
 
     def after_run(self, job: JobRecord, progress: Progress, outcome: str) -> None:
         self.publish(snapshot(progress, job.state))
 
     def publish(self, data: dict[str, Any]) -> None:
+        self._sent = time.monotonic()
         with self._lock:
             self.snapshot = data
             self.version += 1

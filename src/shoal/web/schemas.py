@@ -96,6 +96,16 @@ class Counts(BaseModel):
     cancelled: int
 
 
+class RunningNow(BaseModel):
+    """Items one worker process runs now, and how far the stage said it has got."""
+
+    items: list[str] = Field(description="the ids of the items in this stage call (more than one for a batch)")
+    stage: str | None
+    seconds: float = Field(description="seconds since this stage call began")
+    done: int = Field(description="what the stage has done of this call (frames, rows), by item.progress; 0: not said")
+    total: int = Field(description="what it has to do in all; 0: not said")
+
+
 class Live(BaseModel):
     """Progress of a job running on this server now."""
 
@@ -104,6 +114,9 @@ class Live(BaseModel):
     rate: float = Field(description="items finished per second in this run")
     eta_s: float | None = Field(description="seconds left at the current rate, when the total is known")
     ingested: bool = Field(description="every input is read, so the total is final")
+    running: list[RunningNow] = Field(
+        default_factory=list, description="what the workers run now, longest running first (local workers only)"
+    )
 
 
 class JobPublic(BaseModel):

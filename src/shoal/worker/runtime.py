@@ -28,6 +28,8 @@ from shoal.worker.context import ItemContext
 
 #: called before each stage call with (first item index in the group, item count, stage index)
 Probe = Callable[[int, int, int], None]
+#: called with (done, total) when a stage says how far its call has got (``item.progress``)
+ProgressSink = Callable[[int, int], None]
 _TRACEBACK_CHARS = 4000
 KEEP_CONTEXTS = 8  #: jobs whose scratch folders a worker keeps; older ones are removed
 
@@ -36,20 +38,31 @@ def _no_probe(first: int, count: int, stage: int) -> None:
     """Default probe: nothing watches this worker."""
 
 
+def _no_progress(done: int, total: int) -> None:
+    """Default progress sink: nothing shows it."""
+
+
 class Runtime:
     """A project loaded and set up in this process, ready to run items of any job of this code."""
 
-    def __init__(self, project: Project, probe: Probe = _no_probe) -> None:
+    def __init__(self, project: Project, probe: Probe = _no_probe, on_progress: ProgressSink = _no_progress) -> None:
         self.project = project
         self.probe = probe
+        self.on_progress = on_progress
         self.stages: list[BoundStage] = [s.bind() for s in project.pipeline.stages]
         self._contexts: dict[tuple[str, str], ItemContext] = {}
         self._caches: dict[str, ResultCache] = {}
 
     @classmethod
-    def start(cls, project: str | Path, fingerprint: str | None = None, probe: Probe = _no_probe) -> Runtime:
+    def start(
+        cls,
+        project: str | Path,
+        fingerprint: str | None = None,
+        probe: Probe = _no_probe,
+        on_progress: ProgressSink = _no_progress,
+    ) -> Runtime:
         """Import the project, check it is the expected version, and run each stage's setup()."""
-        runtime = cls(load_project(project), probe)
+        runtime = cls(load_project(project), probe, on_progress)
         if fingerprint is not None:
             runtime.check(fingerprint, "this run")
         for bound in runtime.stages:
@@ -115,8 +128,7 @@ class Runtime:
             shutil.rmtree(self._contexts.pop(next(iter(self._contexts))).scratch_root, ignore_errors=True)
         return context
 
-    @staticmethod
-    def _item(wire: WireItem, context: ItemContext) -> Item:
+    def _item(self, wire: WireItem, context: ItemContext) -> Item:
         return Item(
             wire["id"],
             wire.get("uri"),
@@ -124,6 +136,7 @@ class Runtime:
             meta=wire.get("meta"),
             attempt=wire.get("attempt", 1),
             context=context,
+            on_progress=self.on_progress,
         )
 
     def _finish(self, run: _GroupRun, i: int, report: Report, context: ItemContext) -> None:

@@ -104,6 +104,56 @@ def test_progress_events_arrive_while_the_job_runs(
     assert events[-1][1]["succeeded"] == 12
 
 
+#: each item takes STEPS steps and says how far it has got after each
+STEPPING = """
+import time
+import shoal
+
+pipeline = shoal.Pipeline("stepping")
+STEPS = 25
+
+@pipeline.stage()
+def step(item):
+    for done in range(1, STEPS + 1):
+        time.sleep(0.08)
+        item.progress(done, STEPS)
+    return {"steps": STEPS}
+"""
+
+
+def test_a_running_items_own_progress_is_live_in_the_events_and_the_job(
+    serve: Callable[..., LiveServer], tmp_path: Path, files: Callable[..., Path]
+) -> None:
+    project = tmp_path / "stepping"
+    project.mkdir()
+    (project / "pipeline.py").write_text(STEPPING)
+    server = serve(projects=[project])  # one worker: the items run one after the other
+    with server.client() as http:
+        job_id = http.post("/api/v1/jobs", json={"pipeline": "stepping", "inputs": [str(files(2))]}).json()["id"]
+        live: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(0 < r["done"] < 25 for r in live):
+            job = http.get(f"/api/v1/jobs/{job_id}").json()
+            live = (job.get("live") or {}).get("running") or []
+            time.sleep(0.05)
+        events = wait_for_end(http, job_id)
+    [row] = [r for r in live if 0 < r["done"] < 25]
+    assert (row["stage"], row["total"]) == ("step", 25)
+    [item] = row["items"]
+    assert item.startswith("file-")
+    seen: dict[str, list[int]] = {}
+    for name, data in events:
+        for r in data.get("running", []) if name == "progress" else []:
+            seen.setdefault(r["items"][0], []).append(r["done"])
+    assert seen, events
+    for item, dones in seen.items():
+        assert dones == sorted(dones), (item, dones)  # each item's count only goes up
+    last = seen[max(seen)]  # the second item ran while the events were followed from its start
+    assert len(set(last)) >= 3, seen  # its count is heard step by step, not only at the end
+    assert events[-1][1]["succeeded"] == 2
+    assert "running" not in events[-1][1] or events[-1][1]["running"] == []
+
+
 def test_the_same_submission_returns_the_same_job_unless_new_is_asked(
     serve: Callable[..., LiveServer], tool_project: Callable[..., Path], files: Callable[..., Path]
 ) -> None:

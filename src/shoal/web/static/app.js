@@ -253,8 +253,23 @@ function jobPage() {
     else runStart = null;
     if (finished && !$("#previews .tile")) $("#previews-section").hidden = true;
   }
+  // What the workers run now, and how far each stage call has got where the stage says
+  // (item.progress; reading a video says it frame by frame).
+  function running(rows) {
+    const section = $("#running-section");
+    section.hidden = !rows || rows.length === 0;
+    if (section.hidden) return;
+    $("#running").innerHTML = rows.map((r) => {
+      const items = r.items.map((i) => `<a href="/jobs/${enc(id)}/items/${enc(i)}">${esc(i)}</a>`).join(", ");
+      const said = r.total > 0 ? `${r.done} / ${r.total}` : r.done > 0 ? String(r.done) : "–";
+      const share = r.total > 0 ? Math.min(100, (100 * r.done) / r.total) : 0;
+      const meter = r.total > 0 ? `<div class="progress" title="${share.toFixed(0)}%"><span class="ok" style="width:${share}%"></span></div>` : "";
+      return `<tr><td>${items}</td><td>${esc(r.stage)}</td><td class="said">${meter}<span class="count">${said}</span></td><td>${duration(r.seconds)}</td></tr>`;
+    }).join("");
+  }
   function render(job) {
     progress({ ...job.counts }, job.state, job.queued);
+    running(job.state === "running" && job.live ? job.live.running : []);
     $("#inputs").textContent = job.inputs.length + (job.inputs.length === 1 ? " input" : " inputs") + ": " + job.inputs.join(", ");
     $("#c-took").textContent = duration(job.duration_s);
     runStart = job.state === "running" && job.started_at != null ? Date.now() - job.duration_s * 1000 : null;
@@ -419,6 +434,7 @@ function jobPage() {
       if (c.state === "running" && runStart === null) clock().catch(() => {}); // it began since the page loaded
       if (c.rate !== undefined) $("#c-rate").textContent = Number(c.rate).toFixed(1);
       if (c.eta_s !== undefined) $("#c-eta").textContent = duration(c.eta_s);
+      running(c.state === "running" ? c.running : []);
       refreshLists(c);
     });
     // data-finished marks a page that shows the finished job whole: its lists are loaded too

@@ -18,7 +18,7 @@ function workersPage() {
       note.textContent = found.note || "";
       body.innerHTML = found.workers.map((w) => {
         const running = (w.processes || []).filter((p) => p.items.length)
-          .map((p) => `${esc(p.pid)}: ${p.items.map(esc).join(", ")}${p.stage ? ` (${esc(p.stage)})` : ""}`).join("<br>");
+          .map((p) => `${esc(p.pid)}: ${p.items.map(esc).join(", ")}${p.stage ? ` (${esc(p.stage)}${said(p)})` : ""}`).join("<br>");
         return `<tr data-worker="${esc(w.name)}" data-state="${esc(w.state)}" class="${w.state === "lost" ? "lost" : ""}">
           <td>${esc(w.name)}</td><td class="state">${esc(w.state)}</td><td>${esc(w.queue)}</td><td><code>${esc(versions(w))}</code></td>
           <td>${esc(w.busy)}/${esc(w.concurrency)}</td><td>${running}</td><td>${esc(w.done)}</td><td>${esc(w.failed)}</td>
@@ -35,6 +35,12 @@ function workersPage() {
 }
 
 document.addEventListener("DOMContentLoaded", () => { if (document.body.dataset.page === "workers") workersPage(); });
+
+// how far a process's stage call has got, where the stage says (item.progress)
+function said(p) {
+  if (p.total > 0) return `, ${p.done}/${p.total}`;
+  return p.done > 0 ? `, ${p.done}` : "";
+}
 
 // a pinned worker's one version, or the versions a worker without a project has loaded now
 function versions(w) {
