@@ -83,9 +83,13 @@ lint: install-test
 
 # Installs (as root) and starts what the tests need first: Redis, RabbitMQ, PostgreSQL, Prometheus,
 # Chromium. Tests whose service cannot be had (no root to install it) skip, saying how to fix it.
+# Two pytest processes (pytest-xdist): much of the suite waits on real services, builds and
+# hosts, so the second keeps the cores busy. TEST_PROCESSES=0 runs everything in one process.
+TEST_PROCESSES ?= 2
+
 test: install-test lint
 	./scripts/test-services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 # A load experiment on a streaming job (examples/stream-experiment/README.md), about 4 minutes.
 # Needs Redis and Debian's prometheus (+ prometheus-node-exporter), which test-services installs and starts.

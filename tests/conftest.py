@@ -16,6 +16,29 @@ from tests.engines import EngineUnderTest, engine_for, require_service
 
 MakeProject = Callable[..., Path]
 
+#: test files that share one machine-wide resource, so never run beside each other under xdist:
+#: the Docker engine's images and stacks, and the network namespaces of the test hosts
+SHARED = {
+    "tests/deploy/test_image.py": "docker",
+    "tests/deploy/test_compose.py": "docker",
+    "tests/deploy/test_ansible.py": "hosts",
+    "tests/integration/test_multihost.py": "hosts",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `pytest -n N` (make test) a test file runs whole, in order, in one process (its module
+    fixtures are made once), and the files sharing a resource (SHARED) in the same one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BySharedResource(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED.get(path, path)
+
+    return BySharedResource(config, log)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _user_data_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

@@ -264,17 +264,22 @@ def test_an_edited_pipeline_runs_on_the_fleet_with_nothing_copied(
         assert any("def edited" in path.read_text() for path in fetched), f"{host} ran the edit from its own copy"
 
 
+#: a quarter of a second an item until the restart is over (the job outlasts the playbook's run
+#: however slow the machine), then quick
 SLOW = """
 import os, time
+from pathlib import Path
 import shoal
 
 pipeline = shoal.Pipeline("slow")
 
 @pipeline.stage()
 def wait(item):
-    time.sleep(0.25)
+    restarted = Path(item.input).parents[1] / "restarted"
+    time.sleep(0.01 if restarted.exists() else 0.25)
     return {"text": item.read_text().strip()}
 """
+ITEMS = 2400  #: 150 s of work on the fleet's 4 processes before the restart is over
 
 
 def test_a_rolling_restart_mid_job_loses_and_repeats_nothing(
@@ -288,8 +293,8 @@ def test_a_rolling_restart_mid_job_loses_and_repeats_nothing(
     (project / "pipeline.py").write_text(SLOW)
     data = tmp_path / "data"
     data.mkdir()
-    for i in range(480):
-        (data / f"{i:03d}.txt").write_text(f"{i}\n")
+    for i in range(ITEMS):
+        (data / f"{i:04d}.txt").write_text(f"{i}\n")
     broker = f"redis://:{ansible.env['SHOAL_BROKER_PASSWORD']}@{hosts.hosts[0].address}:6379/0"
     env = {**os.environ, "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_CLUSTER_KEY": ansible.env["SHOAL_CLUSTER_KEY"]}
     out = tmp_path / "out"
@@ -304,11 +309,13 @@ def test_a_rolling_restart_mid_job_loses_and_repeats_nothing(
                     break
             restart = ansible("site.yml", "--tags", "workers", "-e", "shoal_restart_workers=true")
             assert "Restart after a change of environment or code shoal-worker-1" in restart
+            (tmp_path / "restarted").touch()
+            assert run.poll() is None, "the job ended before the restart did: it tests nothing"
             assert run.wait(400) == 0, run.stdout.read()[-4000:]
         finally:
             run.kill()
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["result"]["text"] for r in results) == sorted(str(i) for i in range(480)), "each item once"
+    assert sorted(r["result"]["text"] for r in results) == sorted(str(i) for i in range(ITEMS)), "each item once"
     assert {r["attempts"] for r in results} == {1}, "nothing ran twice"
     assert {r["worker"].rsplit(":", 1)[0] for r in results} == {"h1", "h2"}
     assert len({r["worker"] for r in results}) > 4, "processes of the restarted workers ran items too"
