@@ -47,6 +47,7 @@ INGEST_BATCH = 2000  #: input entries read per step
 READ_AHEAD = 32768  #: items read ahead of dispatch while waiting for workers
 MAX_CHUNK = 4096  #: items per chunk, for the cheapest items
 SHOWN_RUNNING = 32  #: processes whose current items progress displays show at most
+SHOWN_ITEMS = 8  #: ids of one process's current items shown at most (a batch may hold hundreds)
 ITEM_OVERHEAD_S = 2e-5  #: per-item cost of dispatch, added to measured stage time
 COMMIT_EVERY = 0.2  #: seconds between ledger commits
 HEARTBEAT_EVERY = 5.0  #: seconds; commit at least this often so others see the run is alive
@@ -221,7 +222,8 @@ class Coordinator:
         names = self.stage_names
         return [
             {
-                "items": r["items"],
+                "items": r["items"][:SHOWN_ITEMS],
+                "count": len(r["items"]),
                 "stage": names[r["stage"]] if 0 <= r["stage"] < len(names) else None,
                 "seconds": r["seconds"],
                 "done": r["done"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,19 @@ class SlotBoard:
             os.close(fd)
         self._seq = [0] * slots
         self._posted: dict[int, tuple[int, int, int, int, float]] = {}  #: what this process last posted
+        self._writing = threading.Lock()  #: one writer at a time: a stage may say its progress from a thread
 
     def post(self, slot: int, chunk: int, first: int, count: int, stage: int) -> None:
         """A new stage call begins: its progress starts at nothing said."""
-        self._posted[slot] = (chunk, first, count, stage, time.monotonic())
-        self._write(slot, 0, 0)
+        with self._writing:
+            self._posted[slot] = (chunk, first, count, stage, time.monotonic())
+            self._write(slot, 0, 0)
 
     def progress(self, slot: int, done: int, total: int) -> None:
         """How far the stage call this process posted last has got."""
-        if slot in self._posted:
-            self._write(slot, min(max(int(done), 0), _MAX), min(max(int(total), 0), _MAX))
+        with self._writing:
+            if slot in self._posted:
+                self._write(slot, min(max(int(done), 0), _MAX), min(max(int(total), 0), _MAX))
 
     def _write(self, slot: int, done: int, total: int) -> None:
         offset = slot * SLOT_SIZE

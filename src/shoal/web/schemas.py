@@ -99,7 +99,8 @@ class Counts(BaseModel):
 class RunningNow(BaseModel):
     """Items one worker process runs now, and how far the stage said it has got."""
 
-    items: list[str] = Field(description="the ids of the items in this stage call (more than one for a batch)")
+    items: list[str] = Field(description="ids of the items in this stage call (a batch's first 8)")
+    count: int = Field(description="items in this stage call")
     stage: str | None
     seconds: float = Field(description="seconds since this stage call began")
     done: int = Field(description="what the stage has done of this call (frames, rows), by item.progress; 0: not said")

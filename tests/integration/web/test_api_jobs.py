@@ -141,6 +141,7 @@ def test_a_running_items_own_progress_is_live_in_the_events_and_the_job(
     assert (row["stage"], row["total"]) == ("step", 25)
     [item] = row["items"]
     assert item.startswith("file-")
+    assert row["count"] == 1
     seen: dict[str, list[int]] = {}
     for name, data in events:
         for r in data.get("running", []) if name == "progress" else []:

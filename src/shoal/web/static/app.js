@@ -260,7 +260,8 @@ function jobPage() {
     section.hidden = !rows || rows.length === 0;
     if (section.hidden) return;
     $("#running").innerHTML = rows.map((r) => {
-      const items = r.items.map((i) => `<a href="/jobs/${enc(id)}/items/${enc(i)}">${esc(i)}</a>`).join(", ");
+      const more = r.count > r.items.length ? ` and ${r.count - r.items.length} more` : "";
+      const items = r.items.map((i) => `<a href="/jobs/${enc(id)}/items/${enc(i)}">${esc(i)}</a>`).join(", ") + more;
       const said = r.total > 0 ? `${r.done} / ${r.total}` : r.done > 0 ? String(r.done) : "–";
       const share = r.total > 0 ? Math.min(100, (100 * r.done) / r.total) : 0;
       const meter = r.total > 0 ? `<div class="progress" title="${share.toFixed(0)}%"><span class="ok" style="width:${share}%"></span></div>` : "";
