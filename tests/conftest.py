@@ -17,12 +17,18 @@ from tests.engines import EngineUnderTest, engine_for, require_service
 MakeProject = Callable[..., Path]
 
 #: test files that share one machine-wide resource, so never run beside each other under xdist:
-#: the Docker engine's images and stacks, and the network namespaces of the test hosts
+#: the Docker engine's images and stacks, the network namespaces of the test hosts, and the
+#: RabbitMQ server, which test_cluster stops and starts again (every client of it sees that)
 SHARED = {
     "tests/deploy/test_image.py": "docker",
     "tests/deploy/test_compose.py": "docker",
     "tests/deploy/test_ansible.py": "hosts",
     "tests/integration/test_multihost.py": "hosts",
+    "tests/integration/test_cluster.py": "rabbitmq",
+    "tests/integration/test_conformance.py": "rabbitmq",
+    "tests/integration/test_code_bundles.py": "rabbitmq",
+    "tests/integration/test_workers_view.py": "rabbitmq",
+    "tests/integration/test_result_watch.py": "rabbitmq",
 }
 
 

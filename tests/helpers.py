@@ -60,6 +60,29 @@ def picky_job(tmp_path: Path, rows: list[str]) -> tuple[Path, Path]:
     return project, data
 
 
+#: setup() prints, starts a child that prints, and lasts past the moment a run's folder is known
+SLOW_SETUP = """
+import subprocess
+import time
+import shoal
+
+pipeline = shoal.Pipeline("slow-setup")
+
+
+@pipeline.stage()
+class Work:
+    def setup(self):
+        print("setup began", flush=True)
+        child = subprocess.Popen(["sh", "-c", "sleep 0.8; echo a child of setup spoke"])
+        time.sleep(1.5)  # the run folder is known long before this ends
+        child.wait()
+        print("setup ended", flush=True)
+
+    def process(self, item):
+        print("ran", item.id, flush=True)
+        return {}
+"""
+
 #: a pipeline that returns each item's text
 ECHO = """
 import shoal

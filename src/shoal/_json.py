@@ -50,6 +50,8 @@ def inexact(value: Any, where: str = "") -> str | None:
                 return found
         return None
     if isinstance(value, list | tuple):
+        if _finite_numbers(value):
+            return None  # a vector (an embedding, a box): checked at C speed, not element by element
         for i, inner in enumerate(value):
             found = inexact(inner, f"{where}[{i}]")
             if found:
@@ -69,6 +71,19 @@ def inexact(value: Any, where: str = "") -> str | None:
     if isinstance(value, PurePath | dt.date):
         return None
     return f"{where or 'the value'} is of type {type(value).__name__}, which JSON has no form for"
+
+
+def _finite_numbers(values: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every value is a finite float or an int (JSON holds it as it is)."""
+    if not set(map(type, values)) <= _NUMBERS:
+        return False
+    try:
+        return all(map(math.isfinite, values))
+    except OverflowError:  # an int beyond a float's range: still exact in JSON
+        return all(type(v) is int or math.isfinite(v) for v in values)
+
+
+_NUMBERS = {float, int}
 
 
 def dumps(value: Any) -> str:

@@ -343,13 +343,19 @@ class Coordinator:
 
     def _chunk_size(self) -> int:
         """Big chunks for cheap items (fewer messages), the engine's chunk_seconds of work otherwise,
-        and smaller ones as the end nears so every worker finishes at about the same time."""
+        and smaller ones as the end nears so every worker finishes at about the same time. Near
+        the end a chunk may hold less than a batch (a stage's batch is "up to" its size): a last
+        batch of 8 items of 0.2 s would otherwise keep one worker busy 1.6 s while the others idle."""
         per_item = None if self._item_s is None else self._item_s + ITEM_OVERHEAD_S
         size = self.group if per_item is None else int(self.engine.chunk_seconds / per_item)
+        share = math.ceil(len(self._ready) / (2 * self.engine.workers))
         if (self._feed is None or self._feed.streaming) and self._resume_after is None:
-            size = min(size, math.ceil(len(self._ready) / (2 * self.engine.workers)))
+            size = min(size, share)
         size = max(self.group, min(MAX_CHUNK, size))
-        return -(-size // self.group) * self.group
+        size = -(-size // self.group) * self.group
+        if self._feed is None and self._resume_after is None and share < self.group and self.engine.workers > 1:
+            return max(share, 1)  # the last items of a finite job (a stream has no end to balance: it keeps batches)
+        return size
 
     def _release_due(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:

@@ -232,15 +232,26 @@ def rollback(ledger: Ledger, pipeline: str, *, by: str | None = None, reason: st
 
 
 def drop_alias(
-    ledger: Ledger, pipeline: str, alias: str, *, by: str | None = None, kind: str = "alias_dropped", detail: str = ""
+    ledger: Ledger,
+    pipeline: str,
+    alias: str,
+    *,
+    by: str | None = None,
+    kind: str = "alias_dropped",
+    detail: str = "",
+    version: str | None = None,
 ) -> bool:
+    """Remove ``alias``; with ``version``, only while it still names that version, so that two
+    judges of one canary (a server's watcher twice, or two servers) record one verdict."""
+    where = [model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias]
+    if version is not None:
+        where.append(model_aliases.c.version == version)
     with ledger.engine.begin() as conn:
-        old = conn.execute(
-            select(model_aliases).where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias)
-        ).first()
+        old = conn.execute(select(model_aliases).where(*where)).first()
         if old is None:
             return False
-        conn.execute(delete(model_aliases).where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias))
+        if conn.execute(delete(model_aliases).where(*where)).rowcount != 1:
+            return False  # another judge removed it between the two statements
         _event(conn, pipeline, kind, old.version, by, detail or f"{alias} ({old.version}) removed")
         return True
 

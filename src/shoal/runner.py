@@ -28,9 +28,11 @@ from sqlalchemy.exc import ArgumentError
 
 from shoal.coordinator import Coordinator, RetryPolicy
 from shoal.engines import Engine, create_engine
+from shoal.engines.local import LocalEngine
 from shoal.errors import ConfigError, InputError, JobBusyError, JobStateError, RunFolderError
 from shoal.finish import finish
 from shoal.middleware import Middleware, MiddlewareStack, Progress
+from shoal.prestart import Prestarted, settings_for
 from shoal.project import Project, load_project
 from shoal.reread import Reread, reread_failed
 from shoal.run_folder import atomic_write, folder_owner, is_local, run_folder
@@ -39,7 +41,7 @@ from shoal.sources import open_feed, open_inputs
 from shoal.sources.files import local_path
 from shoal.states import EXIT_CODES, finished_state
 from shoal.store import JobRecord, Ledger
-from shoal.wire import JobSpec
+from shoal.wire import JobSpec, Report
 
 WAIT_POLL_S = 1.0  #: seconds between looks at a job another process runs (--wait)
 log = logging.getLogger(__name__)
@@ -83,28 +85,39 @@ def run(
     *,
     middleware: Sequence[Middleware] = (),
     report: bool = True,
+    prestarted: Prestarted | None = None,
     **flags: Any,
 ) -> RunResult:
     """Run a project's pipeline over its inputs; ``flags`` are RunSettings fields.
 
     A finished job for the same code, inputs and options is reported, not run again.
+    ``prestarted``: the project, settings and workers `prestart` made of the same arguments.
     """
-    loaded = load_project(project)
-    settings = settings_for(loaded, inputs, flags)
-    ledger = Ledger(settings.ledger_url)
+    if prestarted is None:
+        loaded = load_project(project)
+        prestarted = Prestarted(loaded, settings_for(loaded, inputs, flags), None)
+    loaded, settings, engine = prestarted.project, prestarted.settings, prestarted.engine
     try:
-        while True:
-            plan = prepare(ledger, loaded, settings)
-            if plan.job.finished:
-                return _finished(ledger, plan.job, report)
-            try:
-                return execute(ledger, plan, middleware=middleware, report=report)
-            except JobBusyError:
-                if not settings.wait:
-                    raise
-                time.sleep(WAIT_POLL_S)  # another process runs it: look again until it is done or free
+        ledger = Ledger(settings.ledger_url)
+        try:
+            while True:
+                plan = prepare(ledger, loaded, settings)
+                if plan.job.finished:
+                    return _finished(ledger, plan.job, report)
+                try:
+                    return execute(ledger, plan, middleware=middleware, report=report, engine=engine)
+                except JobBusyError:
+                    if not settings.wait:
+                        raise
+                    if engine is not None:  # its workers would hold models while we wait; a new try starts its own
+                        engine.stop(kill=True)
+                        engine = None
+                    time.sleep(WAIT_POLL_S)  # another process runs it: look again until it is done or free
+        finally:
+            ledger.close()
     finally:
-        ledger.close()
+        if engine is not None:  # workers started early that no run took (or that one stopped already)
+            engine.stop(kill=True)
 
 
 def retry(
@@ -180,16 +193,6 @@ def _finished(ledger: Ledger, job: JobRecord, report: bool, again: bool = False)
                 out.mkdir(parents=True, exist_ok=True)
             data = write_report(ledger, job.id, out)
     return RunResult(job.id, job.state, out, ledger.counts(job.id), False, True, data, ledger.url)
-
-
-def settings_for(project: Project, inputs: Sequence[str] | None, flags: dict[str, Any]) -> RunSettings:
-    """Flags over SHOAL_* variables over the project's shoal.toml [run] table over defaults."""
-    table = dict(project.config.get("run", {}))
-    if "inputs" in table:  # inputs in shoal.toml are relative to the project folder
-        table["inputs"] = [
-            v if "://" in v else str((project.root / Path(v).expanduser()).resolve()) for v in table["inputs"]
-        ]
-    return RunSettings.build(table, inputs=list(inputs) if inputs else None, **flags)
 
 
 def prepare(ledger: Ledger, project: Project, settings: RunSettings) -> Plan:
@@ -328,6 +331,8 @@ def execute(
             json.dump({**info, "project": job.project}, handle)
     logs = out / "logs" if is_local(out) else default_home() / job.id / "logs"  # worker output stays local
     observers = [*middleware, *_metrics(settings, ledger)]  # a busy metrics port fails before any work
+    if report:
+        observers.append(ReportWarmer())
     stack = MiddlewareStack(observers)
     owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"  #: this run: host, process, token
     try:
@@ -340,6 +345,8 @@ def execute(
     if engine is None:
         engine = create_engine(settings, project, log_dir=logs)
     try:
+        if isinstance(engine, LocalEngine):
+            engine.log_to(logs)  # its workers started before the run folder was known (prestart)
         engine.start()  # workers import the project while the run is recorded and inputs are opened
     except BaseException:
         if own_engine and ledger.drop_unstarted(job.id):  # a job that never ran leaves nothing behind
@@ -347,8 +354,6 @@ def execute(
         else:
             ledger.set_state(job.id, "interrupted")
         raise
-    if report:
-        _warm_report()
     number = ledger.start_run(job.id, settings.engine_name, engine.workers, owner)
     feed = open_feed(plan.inputs, job, settings.limit, settings.policy)
     coordinator = Coordinator(
@@ -400,18 +405,27 @@ def execute(
     return RunResult(job.id, state, out, counts, plan.resumed, False, data, ledger.url)
 
 
-def _warm_report() -> None:
-    """Import what the report needs (Arrow, Parquet, matplotlib: about a second) on a thread while
-    the workers start and run, instead of after the last item, when everyone waits for it."""
+class ReportWarmer(Middleware):
+    """Import what the report needs (Arrow, Parquet, matplotlib: about a second of CPU) on a thread
+    once the first items are reported, not after the last one, when everyone waits for it. Not
+    sooner: before that, the import would hold the GIL against the coordinator's first dispatch
+    and take CPU from workers loading their models."""
 
-    def load() -> None:
-        with contextlib.suppress(Exception):  # the report imports them again, and says what failed
-            import shoal.outputs
-            import shoal.report.charts
-            import shoal.report.stats
-            import shoal.report.timeline  # noqa: F401
+    def __init__(self) -> None:
+        self._started = False
 
-    threading.Thread(target=load, name="shoal-warm-report", daemon=True).start()
+    def after_report(self, worker: str, report: Report) -> None:
+        if not self._started:
+            self._started = True
+            threading.Thread(target=_import_report, name="shoal-warm-report", daemon=True).start()
+
+
+def _import_report() -> None:
+    with contextlib.suppress(Exception):  # the report imports them again, and says what failed
+        import shoal.outputs
+        import shoal.report.charts
+        import shoal.report.stats
+        import shoal.report.timeline  # noqa: F401
 
 
 def final_state(outcome: str, counts: dict[str, int]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeProject
-from tests.helpers import ECHO, read_results, shoal_cli
+from tests.helpers import ECHO, SLOW_SETUP, read_results, shoal_cli
 
 pytestmark = pytest.mark.integration
 
@@ -274,3 +274,21 @@ def test_progress_bar_on_a_terminal(home: Path, make_project: MakeProject, input
     assert "items/s" in text
     assert "━" in text
     assert "shoal: running job" not in text  # plain lines are for pipes and logs
+
+
+def test_workers_started_before_the_run_folder_log_all_of_it_there(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    """`shoal run` starts its workers before it opens the ledger; what they wrote before the run
+    folder was known (setup's first line) is in the run folder's log, in order, with the rest, and
+    so is what a process setup() started wrote after (the scratch log is linked into the folder)."""
+    result = shoal_cli("run", str(make_project(SLOW_SETUP)), "-i", str(inputs(4)), "-w", "2", "--out", "run", cwd=home)
+    assert result.returncode == 0, result.stderr
+    logs = sorted((home / "run" / "logs").glob("*.log"))
+    assert len(logs) == 2
+    ran = []
+    for log in logs:
+        lines = log.read_text().splitlines()
+        assert lines[:3] == ["setup began", "a child of setup spoke", "setup ended"], lines
+        ran += [line for line in lines[3:] if line.startswith("ran ")]
+    assert len(ran) == 4

@@ -220,6 +220,26 @@ def test_a_worker_of_other_code_is_named_and_never_given_work(
         cluster.stop_workers()
 
 
+def test_workers_of_the_same_code_on_another_queue_are_another_pool_and_are_named(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    """A job for queue "gpu" must not count the "cpu" pool's threads as its own, even where they
+    run the same code: its chunks would wait on a queue nobody reads, until declared lost."""
+    cluster = engine_for("celery-redis", home)
+    try:
+        project = make_project(SLOW)
+        cluster.start_workers(project, 1)
+        command = list(_run_command(project, inputs(3), cluster))
+        command[command.index("--queue") + 1] = "gpu"
+        result = shoal_cli(*command, cwd=home)
+        assert result.returncode == 2, result.stderr
+        assert "no shoal worker listens on queue 'gpu'" in result.stderr
+        assert "Workers on other queues (" in result.stderr
+        assert repr(cluster.queue) in result.stderr  # other tests' workers on this broker may be named too
+    finally:
+        cluster.stop_workers()
+
+
 def test_a_worker_serves_prometheus_metrics_of_the_items_it_ran(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
 ) -> None:

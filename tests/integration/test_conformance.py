@@ -160,12 +160,47 @@ def test_kill_9_of_the_coordinator_then_the_same_command_resumes(
     kill_9(first)
 
     second = shoal_cli(*command, cwd=home)
-    assert second.returncode == 0, second.stderr
+    failures = read_errors(home / "shoal-runs" / job_id) if second.returncode else []
+    assert second.returncode == 0, (second.stderr, failures[:3])
     processed = Counter(log.read_text().split())
     assert all(processed[item] == 1 for item in done_before_kill), "an item recorded as succeeded was redone"
     results = read_results(home / "shoal-runs" / job_id)
     assert len(results) == 80
     assert len({r["id"] for r in results}) == 80  # every item exactly once
+
+
+LONG = """
+import time
+import shoal
+
+pipeline = shoal.Pipeline("long")
+
+@pipeline.stage()
+def work(item):
+    time.sleep({seconds})
+    return {{"slept": {seconds}}}
+"""
+
+
+def test_items_longer_than_the_silence_that_means_a_lost_chunk_run_once_and_succeed(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path], engine: EngineUnderTest
+) -> None:
+    """A chunk whose heartbeats stop for LOST_AFTER seconds is sent again; one that runs that long
+    while beating is fine, and so is one queued behind it all that time. Three items, two workers:
+    the third waits out a whole long item in the queue."""
+    from shoal.engines.celery.engine import LOST_AFTER
+
+    project = make_project(LONG.format(seconds=LOST_AFTER + 1))
+    result = shoal.run(project, [str(inputs(3))], **engine.flags(project))
+
+    assert result.state == "succeeded", read_errors(result.out)
+    assert sorted(r["attempts"] for r in read_results(result.out)) == [1, 1, 1]
+    ledger = Ledger(result.db)
+    try:
+        requeued = [e for e in ledger.events(result.job_id) if e["kind"] == "requeued"]
+    finally:
+        ledger.close()
+    assert requeued == [], "a chunk that was running, or queued, was declared lost"
 
 
 FORKING = """

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from shoal.prestart import settings_for
 from shoal.project import load_project
-from shoal.runner import prepare, settings_for
+from shoal.runner import prepare
 from shoal.sources import open_inputs
 from shoal.store import Ledger
 from shoal.store.rows import PENDING_TAIL, failure_row, item_head, succeeded_row, with_failure, with_success
 from tests.conftest import MakeProject
-from tests.helpers import kill_9, read_results, shoal_cli, start_cli, succeeded_when
+from tests.helpers import SLOW_SETUP, kill_9, read_results, shoal_cli, start_cli, succeeded_when
 
 pytestmark = pytest.mark.integration
 
@@ -275,7 +276,8 @@ def test_the_same_job_prepared_at_the_same_instant_is_one_job(
     listings = [str(inputs(3, name=f"round-{r}")) for r in range(5)]  # each round a job of its own
     setup = f"""
 from shoal.project import load_project
-from shoal.runner import prepare, settings_for
+from shoal.prestart import settings_for
+from shoal.runner import prepare
 from shoal.store import Ledger
 project = load_project({str(project)!r})
 plans = [settings_for(project, [listing], {{"db_url": {url!r}}}) for listing in {listings!r}]
@@ -457,3 +459,22 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_the_report_can_go_
     assert again.returncode == 0, again.stderr
     assert "already ran" in again.stderr  # the items were done: only the report is written, here
     assert sorted(r["result"]["twice"] for r in read_results(home / "roomy")) == [2 * i for i in range(3000)]
+
+
+def test_workers_started_before_a_run_folder_on_another_file_system_copy_their_log_there(
+    home: Path, make_project: MakeProject, mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    """The scratch log cannot be linked across file systems: it is copied, none of the worker's own
+    output lost (its child's, written after the switch, goes to the scratch file)."""
+    elsewhere = mount_tmpfs("elsewhere", "size=8m")
+    rows = _csv(home / "numbers.csv", 4)
+    run = elsewhere / "run"
+    result = shoal_cli("run", str(make_project(SLOW_SETUP)), "-i", str(rows), "-w", "2", "--out", str(run), cwd=home)
+    assert result.returncode == 0, result.stderr
+    logs = sorted((run / "logs").glob("*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        assert [line for line in log.read_text().splitlines() if line.startswith("setup")] == [
+            "setup began",
+            "setup ended",
+        ]

@@ -87,6 +87,21 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> float:
     return time.monotonic() - began
 
 
+def _ask_until_judged(client: httpx.Client, ledger: Ledger, canary: str, samples: int) -> list[dict[str, object]]:
+    """Ask until the canary has answered enough to be judged, then stop: its verdict mostly comes
+    with no request after it, so only the watcher's own reading of the registry ends the trial."""
+    answers: list[dict[str, object]] = []
+
+    def judged() -> bool:
+        answers.append(_ask(client))
+        traffic = client.get("/api/v1/models/scorer").json()["traffic"]
+        answered = traffic.get(canary, {}).get("answered", 0)
+        return answered >= samples or "canary" not in registry.aliases(ledger, "scorer")
+
+    _until(judged, "the canary's samples", 120)
+    return answers
+
+
 def test_a_version_is_the_code_and_its_model_files_kept_whole(project: Path, home: Path) -> None:
     first = _register(project)
     assert _register(project) == first  # the same files: the same version, registered once
@@ -174,15 +189,10 @@ def test_a_failing_canary_is_rolled_back_by_its_guardrails_with_the_reason(
     canary = deployed.stdout.split(":")[1].split()[0]
     ledger = Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
     with server.client() as client:
-        answers: list[dict[str, object]] = []
-
-        def rolled_back() -> bool:
-            answers.append(_ask(client))
-            return "canary" not in registry.aliases(ledger, "scorer")
-
-        _until(rolled_back, "the canary's rollback", 120)
+        answers = _ask_until_judged(client, ledger, canary, 20)
+        _until(lambda: "canary" not in registry.aliases(ledger, "scorer"), "the canary's rollback", 30)
         assert {a["version"] for a in answers} == {first, canary}  # it did take part of the traffic
-        time.sleep(1.5)
+        time.sleep(1.5)  # the watcher judges 4 times a second: it must not judge an ended trial again
         after = [_ask(client) for _ in range(10)]
         assert {a["version"] for a in after} == {first}
         assert all(a["ok"] for a in after)
@@ -206,7 +216,7 @@ def test_a_canary_is_sticky_by_key_and_a_good_one_is_promoted_when_asked(
     first = _register(project)
     shoal_cli("models", "promote", "scorer", first)
     _version(project, 5.0)
-    deployed = shoal_cli("deploy", str(project), "--canary", "30%", "--min-samples", "40", "--auto-promote")
+    deployed = shoal_cli("deploy", str(project), "--canary", "30%", "--min-samples", "100", "--auto-promote")
     canary = deployed.stdout.split(":")[1].split()[0]
     with server.client() as client:
         _until(lambda: any(_ask(client, f"user-{n}")["version"] == canary for n in range(20)), "the canary warm")
@@ -216,17 +226,22 @@ def test_a_canary_is_sticky_by_key_and_a_good_one_is_promoted_when_asked(
         assert set(by_key.values()) == {first, canary}
         ledger = Ledger(f"sqlite:///{home / 'shoal-runs' / 'ledger.db'}")
 
-        def promoted() -> bool:
-            _ask(client)
-            return registry.aliases(ledger, "scorer")["production"].version == canary
-
-        _until(promoted, "the promotion", 120)
+        _ask_until_judged(client, ledger, canary, 100)
+        _until(lambda: registry.aliases(ledger, "scorer")["production"].version == canary, "the promotion", 30)
+        time.sleep(1.5)  # the watcher judges 4 times a second: it must promote once
         _until(lambda: all(_ask(client)["version"] == canary for _ in range(5)), "the promoted version serving")
-    assert "canary" not in registry.aliases(ledger, "scorer")  # it is production now
-    event = next(e for e in registry.events(ledger, "scorer") if e["kind"] == "promoted")
-    assert event["by"] == "guardrails"
+    aliases = registry.aliases(ledger, "scorer")
+    assert "canary" not in aliases  # it is production now
+    assert aliases["production"].previous == first  # a rollback goes back to the version before it
+    (event,) = [e for e in registry.events(ledger, "scorer") if e["kind"] == "promoted" and e["by"] == "guardrails"]
+    assert event["version"] == canary
     assert "within its guardrails" in event["detail"]
     ledger.close()
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert (
+        f'shoal_model_decisions_total{{action="promote",pipeline="scorer",role="canary",version="{canary}"}} 1.0'
+        in metrics
+    )
 
 
 def test_a_shadow_sees_a_copy_never_answers_and_is_stopped_when_it_disagrees(

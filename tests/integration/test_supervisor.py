@@ -23,14 +23,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_stray_workers
 
 
 class Task:
-    """What the heartbeat needs of a Celery task: its id, and where its states go."""
+    """What the heartbeat needs of a Celery task: its request, and the backend its states go to."""
 
     def __init__(self) -> None:
-        self.request = SimpleNamespace(id="task-1")
+        self.request = SimpleNamespace(id="task-1", reply_to="coordinator-1")
+        self.backend = self
         self.states: list[Any] = []
 
-    def update_state(self, task_id: str, state: str, meta: dict[str, Any]) -> None:
-        self.states.append((task_id, state, meta))
+    def store_result(self, task_id: str, meta: dict[str, Any], state: str, *, request: Any) -> None:
+        self.states.append((task_id, state, request.reply_to))
 
 
 def test_tasks_fail_fast_and_heartbeats_stop_when_the_supervisor_dies(
@@ -47,7 +48,7 @@ def test_tasks_fail_fast_and_heartbeats_stop_when_the_supervisor_dies(
         alive = Task()
         with _heartbeat(alive, supervisor):  # type: ignore[arg-type]
             time.sleep(1.5)
-        assert [state for _, state, _ in alive.states] == ["PROGRESS", "PROGRESS"]
+        assert alive.states == [("task-1", "PROGRESS", "coordinator-1")] * 2, "beats must carry the task's address"
 
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("the supervisor's loop broke")

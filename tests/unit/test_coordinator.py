@@ -101,10 +101,16 @@ def ledger(tmp_path: Path) -> Ledger:
 
 
 def _run(
-    ledger: Ledger, fate: Fate, names: list[str], *, retries: int = 2, batch_size: int | None = None
+    ledger: Ledger,
+    fate: Fate,
+    names: list[str],
+    *,
+    retries: int = 2,
+    batch_size: int | None = None,
+    workers: int = 2,
 ) -> Coordinator:
     job = _job(ledger)
-    engine = ScriptedEngine(fate)
+    engine = ScriptedEngine(fate, workers)
     coordinator = Coordinator(
         ledger, job, engine, JobSpec(job.id, "f", "/out"), _pipeline(batch_size), FiniteFeed(iter(_entries(names))),
         policy=RetryPolicy(retries, backoff=0.0),
@@ -202,3 +208,21 @@ def test_duplicates_run_once_across_commits_and_the_watermark_covers_every_entry
     assert job.ingested
     assert job.duplicates == 3
     assert ledger.counts("job-1")["succeeded"] == 2500
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_last_chunks_hold_less_than_a_batch_where_workers_share_them(ledger: Ledger, workers: int) -> None:
+    """Whole batches until the end nears; then, with workers to share them, chunks of fewer items
+    than a batch, so no worker runs a last full batch alone while the others idle."""
+    names = [f"i{n:03d}" for n in range(96)]
+    coordinator = _run(ledger, lambda wire: "ok", names, batch_size=8, workers=workers)
+    chunks: list[list[str]] = coordinator.engine_chunks  # type: ignore[attr-defined]
+    assert sorted(i for chunk in chunks for i in chunk) == names  # each item once
+    sizes = [len(chunk) for chunk in chunks]
+    if workers == 1:
+        assert all(size % 8 == 0 for size in sizes), sizes  # one worker: nothing to balance
+    else:
+        assert sizes[0] % 8 == 0, sizes
+        assert min(sizes) < 8, sizes
+        assert sizes[-4:] == sorted(sizes[-4:], reverse=True), sizes
+        assert sizes[-1] == 1, sizes

@@ -118,6 +118,8 @@ def test_a_batch_that_raises_fails_every_member_as_one_batch(make_project: MakeP
         ("return [{'x': object()}, {}]", "stage 'bad' returned a result JSON cannot hold as it is: ['x'] is of type"),
         ("return [{'x': float('nan')}, {}]", "['x'] is nan"),
         ("return [{'x': {'y': [1.0, float('-inf')]}}, {}]", "['x']['y'][1] is -inf"),
+        ("return [{'e': [0.5] * 383 + [float('nan')]}, {}]", "['e'][383] is nan"),  # a vector, checked at once
+        ("return [{'e': [10**400, 2, float('inf')]}, {}]", "['e'][2] is inf"),  # an int past a float's range
         ("import numpy as np\n    return [{'x': np.array([[0.5, np.nan]])}, {}]", "['x'][0][1] is nan"),
         ("import numpy as np\n    return [{'x': np.float32('inf')}, {}]", "['x'] is inf"),
         ("return [{'labels': {'cat', 'dog'}}, {}]", "['labels'] is a set, which JSON would store as a list"),

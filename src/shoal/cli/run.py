@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -97,33 +97,37 @@ def run_command(
     metrics_linger: MetricsLinger = None,
 ) -> int:
     """Run PROJECT's pipeline over its inputs; re-running the same command resumes it."""
-    from shoal.cli._progress import BarProgress, LineProgress
-    from shoal.cli._summary import print_result
-    from shoal.runner import run
+    from shoal.prestart import prestart
 
-    console = stderr_console()
-    hint_older_ledger(console, db)
-    progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
-    result = run(
-        project,
-        inputs,
-        middleware=[progress],
-        new=new or None,
-        wait=wait or None,
-        workers=workers,
-        out=out,
-        retries=retries,
-        timeout=timeout,
-        limit=limit,
-        db_url=db,
-        engine=engine,
-        broker_url=broker,
-        queue=queue,
-        bundles_url=bundles,
-        metrics_port=metrics_port,
-        metrics_host=metrics_host,
-        metrics_linger=metrics_linger,
-    )
+    flags: dict[str, Any] = {
+        "new": new or None,
+        "wait": wait or None,
+        "workers": workers,
+        "out": out,
+        "retries": retries,
+        "timeout": timeout,
+        "limit": limit,
+        "db_url": db,
+        "engine": engine,
+        "broker_url": broker,
+        "queue": queue,
+        "bundles_url": bundles,
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
+        "metrics_linger": metrics_linger,
+    }
+    started = prestart(project, inputs, flags)  # workers import the project while the ledger is imported
+    try:
+        from shoal.cli._progress import BarProgress, LineProgress
+        from shoal.runner import run
+
+        console = stderr_console()
+        hint_older_ledger(console, db)
+        progress: Middleware = BarProgress(console) if console.is_terminal else LineProgress()
+        result = run(project, inputs, middleware=[progress], prestarted=started, **flags)
+    finally:
+        if started.engine is not None:  # stopped already by a run that took it; else not needed
+            started.engine.stop(kill=True)
     if result.reused:
         console.print(
             f"job {result.job_id} already ran over these inputs ({result.state}); its results are in "
@@ -131,5 +135,7 @@ def run_command(
         )
     if result.state == "interrupted":
         console.print(f"[yellow]interrupted[/]: run the same command again to resume job {result.job_id}")
+    from shoal.cli._summary import print_result  # Arrow: imported by the run's report meanwhile, not up front
+
     print_result(result)
     return result.exit_code

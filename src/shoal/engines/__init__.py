@@ -131,8 +131,11 @@ class ShowsRunning(Protocol):
 ENGINES = ("local", "celery")
 
 
-def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | None = None) -> Engine:
-    """The engine named by the settings: ``local`` (the default) runs workers on this machine."""
+def create_engine(
+    settings: RunSettings, project: Project, *, log_dir: Path | None = None, log_later: bool = False
+) -> Engine:
+    """The engine named by the settings: ``local`` (the default) runs workers on this machine.
+    ``log_later``: its workers start before their log folder is known (see LocalEngine.log_to)."""
     name = settings.engine_name
     if name == "local":
         from shoal.engines.local import LocalEngine
@@ -141,7 +144,12 @@ def create_engine(settings: RunSettings, project: Project, *, log_dir: Path | No
         env = project_environment(project.root)
         python_path = (str(env),) if env is not None else ()
         return LocalEngine(
-            Path(project.spec), project.fingerprint, settings.workers, log_dir=log_dir, python_path=python_path
+            Path(project.spec),
+            project.fingerprint,
+            settings.workers,
+            log_dir=log_dir,
+            python_path=python_path,
+            log_later=log_later,
         )
     if name == "celery":
         if not settings.broker_url:

@@ -71,6 +71,7 @@ class LocalEngine:
         carry_logs: bool = False,
         python_path: tuple[str, ...] = (),
         capacity: int | None = None,
+        log_later: bool = False,
     ) -> None:
         self.project = project
         self.python_path = python_path  #: folders the processes import from first (a project's requirements)
@@ -81,6 +82,11 @@ class LocalEngine:
         self._workers: dict[int, _Worker] = {}
         self._started = False
         self._tmp = Path(tempfile.mkdtemp(prefix="shoal-engine-"))
+        if log_later and log_dir is None:  # a scratch log until log_to() names the real folder
+            self.log_dir = self._tmp / "logs"
+            self._scratch_logs = True
+        else:
+            self._scratch_logs = False
         self._capacity = max(self._size, capacity or 0)  #: the most workers `resize` may ask for
         self._board = SlotBoard(self._tmp / "slots", self._capacity, create=True)
         self._stopping = False
@@ -103,6 +109,24 @@ class LocalEngine:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
             for slot in range(self._size):
                 self._spawn(slot)
+
+    def log_to(self, folder: Path) -> None:
+        """Workers started before their log folder was known (``log_later``) go on logging there,
+        their scratch log's content first; workers started from now on log there at once."""
+        if not self._scratch_logs:
+            return
+        self._scratch_logs = False
+        scratch, self.log_dir = self.log_dir, folder
+        folder.mkdir(parents=True, exist_ok=True)
+        live = set()
+        for worker in self._workers.values():
+            with contextlib.suppress(OSError):  # one that died meanwhile: its log is moved below
+                worker.inbox.send(encode({"op": "log", "folder": str(folder)}))
+                live.add(log_name(_process_name(worker.process)))
+        for log in scratch.glob("*.log") if scratch is not None else ():
+            if log.name not in live:  # a worker that died starting: what it said goes with the rest
+                with contextlib.suppress(OSError), (folder / log.name).open("ab") as target:
+                    target.write(log.read_bytes())
 
     def capacity(self) -> int:
         return sum(PREFETCH - len(w.chunks) for w in self._serving())

@@ -8,6 +8,7 @@ of each job, and is flushed before every report, so a report's items' output is 
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import queue
@@ -21,7 +22,7 @@ from typing import Any
 
 from shoal._json import encode, loads
 from shoal._pipe import PipeEnd
-from shoal.engines._logs import open_log
+from shoal.engines._logs import log_name, open_log
 from shoal.wire import Failure, JobSpec, Report
 
 FLUSH_EVERY = 0.02  #: seconds; report finished items at least this often within a chunk
@@ -93,13 +94,18 @@ def _run_chunk(
 
 
 def _drain(inbox: PipeEnd) -> queue.SimpleQueue[dict[str, Any] | None]:
-    """Read the coordinator's messages on a thread, so its writes never wait on our work."""
+    """Read the coordinator's messages on a thread, so its writes never wait on our work. A new
+    log folder is acted on here at once: setup() may be loading a model for a while yet."""
     messages: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
 
     def read() -> None:
         try:
             while True:
-                messages.put(loads(inbox.recv()))
+                message = loads(inbox.recv())
+                if message["op"] == "log":
+                    _move_log(message["folder"])
+                else:
+                    messages.put(message)
         except (EOFError, OSError):
             messages.put(None)  # the coordinator is gone or closed the pipe: finish and exit
 
@@ -142,12 +148,62 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
 
 
+_log: list[Path] = []  #: the log file we write to now (none: our output goes nowhere)
+
+
 def _log_to(folder: str) -> None:
     """Send our output, and our stages' children's, to our own log file (or nowhere)."""
     fd = open_log(Path(folder)) if folder else os.open(os.devnull, os.O_WRONLY)
+    if folder:
+        _log[:] = [_own_log(folder)]
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+
+
+def _move_log(folder: str) -> None:
+    """Go on writing in ``folder`` (the run folder's logs, known now). On the same file system the
+    scratch log itself is linked there, so what we and the processes setup() started write goes
+    on into it; else it is copied there first, and what is written while we switch after it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    scratch = _log[0] if _log else None
+    if scratch is not None:
+        try:
+            os.link(scratch, _own_log(folder))
+        except OSError:  # another file system, or a stale log of an earlier process with our pid
+            pass
+        else:
+            _log[:] = [_own_log(folder)]
+            with contextlib.suppress(OSError):
+                scratch.unlink()
+            return
+    fd = open_log(Path(folder))
+    copied = _copy(scratch, fd, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    _copy(scratch, fd, copied)
+    os.close(fd)
+    _log[:] = [_own_log(folder)]
+    if scratch is not None:
+        with contextlib.suppress(OSError):
+            scratch.unlink()
+
+
+def _own_log(folder: str) -> Path:
+    return Path(folder) / log_name(f"{os.uname().nodename}:{os.getpid()}")  # as open_log names it
+
+
+def _copy(source: Path | None, target: int, offset: int) -> int:
+    """Append ``source`` from ``offset`` to ``target``; returns where it ended."""
+    if source is None:
+        return offset
+    with contextlib.suppress(OSError), source.open("rb") as handle:
+        handle.seek(offset)
+        while chunk := handle.read(1 << 16):
+            os.write(target, chunk)
+            offset += len(chunk)
+    return offset
 
 
 def _die_with_parent(parent: int) -> None:

@@ -26,14 +26,16 @@ def write_report(ledger: Ledger, job_id: str, out: Path, *, charts: bool = True)
     except BaseException:
         files.abandon()
         raise
-    files.close()
-    report = figures.summary()
-    with atomic_write(out / "report.json") as handle:
-        json.dump(report, handle, indent=2)
+    try:  # the charts are drawn while the files' last pages are written on their thread (Arrow)
+        report = figures.summary()
+        if timeline is not None:
+            draw_charts(ledger, job_id, timeline, out)
+    finally:
+        files.close()
     with atomic_write(out / "performance.txt") as handle:
         handle.write(performance_text(report))
-    if timeline is not None:
-        draw_charts(ledger, job_id, timeline, out)
+    with atomic_write(out / "report.json") as handle:  # last: a folder holding it holds the whole report
+        json.dump(report, handle, indent=2)
     return report
 
 

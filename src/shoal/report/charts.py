@@ -125,6 +125,8 @@ def _bars(ax: Any, row: int, bars: list[Bar], span: float, axis: _Axis) -> None:
     for number, lane in enumerate(rows):
         for outcome, colour in COLOURS.items():
             merged = _merge([(start, width) for start, width, kind in lane if kind == outcome], span / 2000)
+            if not merged:
+                continue  # an empty collection still costs its share of the drawing
             outline = len(merged) <= 400 and len(rows) <= 8  # outlines while bars can be told apart
             ax.broken_barh(
                 [(axis(start), axis(start + width) - axis(start)) for start, width in merged],

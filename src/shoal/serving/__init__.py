@@ -244,22 +244,32 @@ class Serving:
     def _act(self, name: str, role: str, alias: registry.Alias, action: str, why: str) -> None:
         if self.ledger is None:
             return
+        ended = (f"{role}_rolled_back", why) if action == "rollback" else ("trial_ended", f"{alias.version} promoted")
         try:
-            if action == "rollback":
-                registry.drop_alias(self.ledger, name, role, by="guardrails", kind=f"{role}_rolled_back", detail=why)
-                log.warning("shoal: %s %s %s rolled back: %s", name, role, alias.version, why)
-            else:
+            # Only the judge that ends the trial acts on it (a promotion too), once.
+            decided = registry.drop_alias(
+                self.ledger, name, role, by="guardrails", kind=ended[0], detail=ended[1], version=alias.version
+            )
+            if decided and action != "rollback":
                 registry.promote(self.ledger, name, alias.version, by="guardrails", detail=why)
-                log.info("shoal: %s %s %s promoted: %s", name, role, alias.version, why)
         except Exception:
             log.exception("shoal: could not record the %s of %s %s", action, name, role)
             return
-        if self.metrics is not None:
-            self.metrics.decisions.labels(name, alias.version, role, action).inc()
         with self._lock:
             state = self._pipelines.get(name)
             if state is not None:
-                state.routes.read_at = 0.0  # read the registry again at the next request
+                # Read the registry now, not at the next request: the lane closes at once and
+                # the watcher does not judge a trial that has ended.
+                state.routes.read_at = 0.0
+                self._routes(name, state)
+        if not decided:
+            return
+        if action == "rollback":
+            log.warning("shoal: %s %s %s rolled back: %s", name, role, alias.version, why)
+        else:
+            log.info("shoal: %s %s %s promoted: %s", name, role, alias.version, why)
+        if self.metrics is not None:
+            self.metrics.decisions.labels(name, alias.version, role, action).inc()
 
     # --- status and control ------------------------------------------------------------------
     def set_replicas(self, name: str, replicas: int) -> None:

@@ -33,8 +33,9 @@ from shoal.cleanup import Removed, remove_job
 from shoal.coordinator import Coordinator
 from shoal.errors import InputError, JobBusyError, JobStateError, NotFoundError, ShoalError
 from shoal.middleware import Middleware
+from shoal.prestart import settings_for
 from shoal.run_folder import run_folder
-from shoal.runner import Plan, execute, normalize_input, prepare, retry_plan, settings_for
+from shoal.runner import Plan, execute, normalize_input, prepare, retry_plan
 from shoal.settings import RunSettings
 from shoal.sources import JOURNAL, is_stream, journal_path
 from shoal.sources.files import glob_root, has_glob, local_path

@@ -76,6 +76,8 @@ class CeleryEngine:
     ):
         self.broker_url = broker_url
         self.queue = queue_name(queue, fingerprint)
+        self._own_queue = self.queue  #: where workers pinned to this code version listen
+        self._base_queue = queue  #: workers on other queues are other pools, whatever code they run
         self._any_queue = queue_name(queue, ANY_VERSION)
         self.project = project  #: published as a bundle when only workers without a project are there
         self.bundles_url = bundles_url
@@ -93,6 +95,7 @@ class CeleryEngine:
         self._names: list[str] = []  #: workers serving this code version
         self._any: list[tuple[str, dict[str, Any]]] = []  #: workers serving any signed bundle
         self._others: list[tuple[str, dict[str, Any]]] = []  #: workers serving other versions
+        self._elsewhere: list[tuple[str, dict[str, Any]]] = []  #: workers listening on other queues
         self._mine: list[tuple[str, dict[str, Any]]] = []  #: workers pinned to this code version
         self._last_activity = time.monotonic()
         self._overtake: tuple[float, float] | None = None  #: (sent, seen) of the latest-sent chunk seen started
@@ -298,7 +301,9 @@ class CeleryEngine:
         assert self._app is not None
         replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=REPLY_WAIT)
         found = [(name, info) for reply in replies or [] for name, info in reply.items() if isinstance(info, dict)]
-        self._mine = [(name, info) for name, info in found if info.get("fingerprint") == self.fingerprint]
+        self._elsewhere = [(n, i) for n, i in found if _pool(i) != self._base_queue]  # other pools: not counted
+        found = [(n, i) for n, i in found if _pool(i) == self._base_queue]
+        self._mine = [(name, info) for name, info in found if info.get("queue") == self._own_queue]
         self._any = [(name, info) for name, info in found if info.get("queue") == self._any_queue]
         self._others = [(n, i) for n, i in found if i.get("fingerprint") not in (self.fingerprint, None)]
         self._count()
@@ -348,6 +353,13 @@ class CeleryEngine:
         return [WorkerReady(name, 0.0) for name in fresh]
 
     def _no_workers_message(self) -> str:
+        elsewhere = ""
+        if self._elsewhere:  # said whatever else is wrong: it may be all that is
+            queues = sorted({_pool(info) for _, info in self._elsewhere})
+            elsewhere = (
+                f" Workers on other queues ({', '.join(map(repr, queues))}) get no work of a run on queue "
+                f"{self._base_queue!r}: pass --queue to send the job there, or start workers with this run's --queue"
+            )
         if self._others:
             versions = "; ".join(
                 f"{name} runs {info.get('pipeline')} version {info.get('fingerprint')} from {info.get('project')}"
@@ -355,12 +367,19 @@ class CeleryEngine:
             )
             return (
                 f"no worker runs pipeline {self.pipeline!r} at version {self.fingerprint} (this project's code): "
-                f"{versions}. Deploy this code and restart the workers: shoal worker PROJECT --broker URL"
+                f"{versions}. Deploy this code and restart the workers: shoal worker PROJECT --broker URL.{elsewhere}"
             )
+        if self._elsewhere:
+            return f"no shoal worker listens on queue {self._base_queue!r} at {_safe(self.broker_url)}.{elsewhere}"
         return (
             f"no shoal worker is listening on {_safe(self.broker_url)}: start one on each machine with "
             f"`shoal worker PROJECT --broker {_safe(self.broker_url)}`"
         )
+
+
+def _pool(info: dict[str, Any]) -> str:
+    """The --queue a worker was started with: its queue without the code-version suffix."""
+    return str(info.get("queue", "")).rsplit(".", 1)[0]
 
 
 def _hashable(value: Any) -> Any:

@@ -170,12 +170,16 @@ def register(
 
 class _heartbeat:
     """Post PROGRESS with a beat counter every HEARTBEAT_S while a task runs and the supervisor
-    can run it: beats from a worker whose supervisor died would hide a chunk that never ends."""
+    can run it: beats from a worker whose supervisor died would hide a chunk that never ends.
+
+    Celery keeps a task's request per thread, and this thread has none of its own: without the
+    task's request a state has no address (RabbitMQ's replies go to the request's ``reply_to``),
+    so the beats would vanish and every chunk running past LOST_AFTER be declared lost."""
 
     def __init__(self, task: Task, supervisor: Supervisor | Versions) -> None:
-        self.task = task
+        self.backend = task.backend
         self.supervisor = supervisor
-        self.task_id = task.request.id  # the request is per thread: read it on the task's own thread
+        self.request = task.request  # read on the task's own thread, where it is the task's
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="shoal-heartbeat", daemon=True)
 
@@ -193,9 +197,10 @@ class _heartbeat:
                 continue  # silence: the coordinator declares the chunk lost and sends it elsewhere
             beat += 1
             try:
-                self.task.update_state(self.task_id, "PROGRESS", {"beat": beat, "at": time.time()})
+                meta = {"beat": beat, "at": time.time()}
+                self.backend.store_result(self.request.id, meta, "PROGRESS", request=self.request)
                 failing = False
             except Exception as exc:  # a broker hiccup must not fail the chunk; the next beat tries again
                 if not failing:
-                    log.warning("shoal: heartbeat of task %s failed (%s); trying again", self.task_id, exc)
+                    log.warning("shoal: heartbeat of task %s failed (%s); trying again", self.request.id, exc)
                 failing = True
