@@ -10,15 +10,22 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import update
 
 from shoal.errors import ConfigError, JobBusyError
+from shoal.metrics.ledger import JobsCollector
 from shoal.outputs import export_results, flatten, utc_many
-from shoal.report import write_report
+from shoal.report import scan, write_report
 from shoal.run_folder import utc
 from shoal.settings import RunSettings
 from shoal.store import JobRecord, Ledger
+from shoal.store.ledger import HEARTBEAT_STALE
+from shoal.store.queries import page_jobs
 from shoal.store.rows import PENDING_TAIL, item_head, succeeded_row, with_success
+from shoal.store.schema import jobs
 
 
 @pytest.fixture
@@ -59,6 +66,30 @@ def test_a_job_is_claimed_by_one_live_coordinator(ledger: Ledger, tmp_path: Path
     assert ledger.get_job(job.id).owner == f"{os.uname().nodename}:{os.getpid()}"
 
 
+def test_a_job_whose_coordinator_died_without_a_word_reads_as_interrupted(ledger: Ledger) -> None:
+    """A coordinator killed, or stopped by a full disk it could not even record that on, leaves
+    its job marked running: readers see it interrupted, in lists, filters and metrics alike."""
+    job = _job(ledger)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ledger.claim(job.id, f"{os.uname().nodename}:{other.pid}:abc")
+        assert ledger.get_job(job.id).state == "running"
+        assert [j.state for j in page_jobs(ledger, state="running")[0]] == ["running"]
+    finally:
+        other.kill()
+        other.wait()
+    assert ledger.get_job(job.id).state == "interrupted"  # its process is gone: at once, on this host
+    assert [j.state for j in ledger.list_jobs()] == ["interrupted"]
+    with ledger.engine.begin() as conn:  # elsewhere, a heartbeat gone stale is what tells
+        conn.execute(update(jobs).values(heartbeat_at=time.time() - HEARTBEAT_STALE - 1))
+    assert page_jobs(ledger, state="running") == ([], 0)
+    assert [j.id for j in page_jobs(ledger, state="interrupted")[0]] == [job.id]
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(ledger))
+    assert registry.get_sample_value("shoal_jobs", {"state": "interrupted"}) == 1
+    assert registry.get_sample_value("shoal_jobs", {"state": "running"}) == 0
+
+
 def test_bad_database_urls_are_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a database URL"):
         Ledger("not a url")
@@ -76,7 +107,11 @@ def test_settings_precedence_is_flags_then_environment_then_file(monkeypatch: py
         RunSettings.build(retries=-1)
 
 
-def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", [scan.PAGE, 2], ids=["in-process", "reader-process"])
+def test_result_files_and_report(ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
+    """A job of a page at most is read through the ledger's connection; a larger one by a reader
+    process of its own (here in pages of 2 rows): the files are the same."""
+    monkeypatch.setattr(scan, "PAGE", page)
     out = tmp_path / "run"
     job = _job(ledger, out=str(out))
     now = time.time()
@@ -150,6 +185,18 @@ def test_result_files_and_report(ledger: Ledger, tmp_path: Path) -> None:
     assert (out / "throughput.png").read_bytes()[:4] == b"\x89PNG"
     export_results(ledger, job.id, out)  # idempotent: the same files again
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    here, there = _rows_both_ways(ledger, job, monkeypatch)
+    assert here.num_rows == 4
+    assert here.equals(there)
+
+
+def _rows_both_ways(ledger: Ledger, job: JobRecord, monkeypatch: pytest.MonkeyPatch) -> tuple[pa.Table, pa.Table]:
+    """A job's rows as read in this process and as read by the reader process."""
+    found = []
+    for page in (1000, 1):  # 4 rows: in this process, then by the reader in pages of 1
+        monkeypatch.setattr(scan, "PAGE", page)
+        found.append(pa.Table.from_batches(list(scan.batches(ledger, ledger.get_job(job.id)))).combine_chunks())
+    return found[0], found[1]
 
 
 def test_flatten_and_utc() -> None:

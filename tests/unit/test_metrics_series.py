@@ -4,6 +4,7 @@ and how they are served (HTTP endpoint, ASGI app, exposition)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -148,6 +149,7 @@ def test_jobs_by_state_come_from_the_ledger(tmp_path: Path) -> None:
             record = job(state=state, job_id=f"j{i}")
             fields = {k: getattr(record, k) for k in record.__dataclass_fields__ if k not in ("num", "key", "round")}
             ledger.open_job(record.key, lambda fields=fields: fields)
+        ledger.claim("j3", f"{os.uname().nodename}:{os.getpid()}:abc")  # a live coordinator runs it
         registry = CollectorRegistry()
         registry.register(JobsCollector(ledger))
         assert sample(registry, "shoal_jobs", state="succeeded") == 2

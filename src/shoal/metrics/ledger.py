@@ -7,6 +7,7 @@ a ledger reports the same figures: aggregate with max(), not sum().
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shoal.states import JOB_STATES
 from shoal.store import Ledger
-from shoal.store.schema import jobs
+from shoal.store.ledger import job_state
 
 
 class JobsCollector(Collector):
@@ -29,7 +30,8 @@ class JobsCollector(Collector):
         family = _family()
         try:
             with self.ledger.engine.connect() as conn:
-                rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+                state = job_state(time.time())
+                rows = conn.execute(select(state, func.count()).group_by(state))
                 found: dict[str, int] = {str(state): int(n) for state, n in rows}
         except SQLAlchemyError:
             return  # the ledger is unreachable: no figure is better than a wrong one

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -85,6 +87,15 @@ class JobRecord:
     def finished(self) -> bool:
         return self.state in FINISHED
 
+    @classmethod
+    def read(cls, row: RowMapping) -> JobRecord:
+        """A job as readers should see it: one recorded as running whose coordinator is gone
+        (killed, or stopped by a ledger it could no longer write to) is interrupted."""
+        record = cls(**row)
+        if record.state == "running" and not _alive(record.owner or "", record.heartbeat_at, time.time()):
+            return replace(record, state="interrupted")
+        return record
+
 
 class Ledger:
     """Access to one ledger database."""
@@ -145,19 +156,19 @@ class Ledger:
         query = select(jobs).where(jobs.c.key == key).order_by(jobs.c.round.desc()).limit(1)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        return JobRecord(**row) if row else None
+        return JobRecord.read(row) if row else None
 
     def get_job(self, job_id: str) -> JobRecord:
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         if row is None:
             raise ShoalError(f"no job {job_id!r} in the ledger at {self.url} (see `shoal jobs`)")
-        return JobRecord(**row)
+        return JobRecord.read(row)
 
     def list_jobs(self, limit: int = 50) -> list[JobRecord]:
         query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [JobRecord(**row) for row in conn.execute(query).mappings()]
+            return [JobRecord.read(row) for row in conn.execute(query).mappings()]
 
     def claim(self, job_id: str, owner: str) -> None:
         """Make ``owner`` the job's only coordinator, unless a live one holds it.
@@ -299,7 +310,7 @@ class Ledger:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [JobRecord(**row) for row in conn.execute(query).mappings()]
+            return [JobRecord.read(row) for row in conn.execute(query).mappings()]
 
     # --- items -------------------------------------------------------------------------------
     def _num(self, job_id: str) -> int:
@@ -557,6 +568,14 @@ def _alive(owner: str, heartbeat_at: float | None, now: float) -> bool:
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def job_state(now: float) -> Any:
+    """The jobs.state column as JobRecord.read sees it, for filters and counts in SQL (judged by
+    the heartbeat alone: a run killed on this host reads as running here for up to
+    HEARTBEAT_STALE seconds)."""
+    dead = jobs.c.state == "running", _unowned(now)
+    return case((and_(*dead), "interrupted"), else_=jobs.c.state)
 
 
 def _unowned(now: float) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import RowMapping, func, select
 
-from shoal.store.ledger import JobRecord, Ledger
+from shoal.store.ledger import JobRecord, Ledger, job_state
 from shoal.store.schema import events, items, jobs, of_job, unfinished
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled")
@@ -16,7 +18,7 @@ SUMMARY += ("error_stage", "error_type", "error_message")
 def find_job(ledger: Ledger, job_id: str) -> JobRecord | None:
     with ledger.engine.connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-    return JobRecord(**row) if row else None
+    return JobRecord.read(row) if row else None
 
 
 def page_jobs(
@@ -26,12 +28,13 @@ def page_jobs(
     query = select(jobs)
     total = select(func.count()).select_from(jobs)
     if state is not None:
-        query, total = query.where(jobs.c.state == state), total.where(jobs.c.state == state)
+        seen = job_state(time.time()) == state
+        query, total = query.where(seen), total.where(seen)
     if pipeline is not None:
         query, total = query.where(jobs.c.pipeline == pipeline), total.where(jobs.c.pipeline == pipeline)
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.num.desc()).limit(limit).offset(offset)
     with ledger.engine.connect() as conn:
-        found = [JobRecord(**row) for row in conn.execute(query).mappings()]
+        found = [JobRecord.read(row) for row in conn.execute(query).mappings()]
         return found, int(conn.execute(total).scalar_one())
 
 

@@ -44,4 +44,4 @@ def unfinished(ledger: Ledger) -> list[JobRecord]:
         .order_by(jobs.c.created_at)
     )
     with ledger.engine.connect() as conn:
-        return [JobRecord(**row) for row in conn.execute(query).mappings()]
+        return [JobRecord.read(row) for row in conn.execute(query).mappings()]
