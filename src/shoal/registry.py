@@ -186,40 +186,34 @@ def set_alias(
     if weight is not None and not 0 < weight <= 1:
         raise ConfigError(f"a canary's share of traffic is more than 0% and at most 100%, not {weight:.0%}")
     record = get_version(ledger, pipeline, version)
-    now = time.time()
     with ledger.engine.begin() as conn:
-        old = conn.execute(
-            select(model_aliases).where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias)
-        ).first()
-        values = {
-            "version": record.version,
-            "weight": weight,
-            "options": json.dumps(options) if options else None,
-            "updated_at": now,
-            "updated_by": by,
-        }
-        if old is None:
-            conn.execute(insert(model_aliases).values(pipeline=pipeline, alias=alias, previous=None, **values))
-        else:
-            previous = old.version if old.version != record.version else old.previous
-            conn.execute(
-                update(model_aliases)
-                .where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias)
-                .values(previous=previous, **values)
-            )
-        _event(conn, pipeline, kind, record.version, by, detail or f"{alias} -> {record.version}")
+        _point(conn, pipeline, alias, record.version, by=by, weight=weight, options=options, kind=kind, detail=detail)
     return aliases(ledger, pipeline)[alias]
 
 
 def promote(ledger: Ledger, pipeline: str, version: str, *, by: str | None = None, detail: str | None = None) -> Alias:
-    """Make ``version`` production; a canary or shadow of it ends (it is production now)."""
+    """Make ``version`` production; a canary or shadow of it ends (it is production now), all in
+    one transaction, so the record never says a version was promoted that is not production."""
     record = get_version(ledger, pipeline, version)
-    alias = set_alias(ledger, pipeline, PRODUCTION, record.version, by=by, kind="promoted", detail=detail)
+    with ledger.engine.begin() as conn:
+        _promote(conn, pipeline, record.version, by, detail)
+    return aliases(ledger, pipeline)[PRODUCTION]
+
+
+def promote_trial(ledger: Ledger, pipeline: str, trial: str, version: str, *, by: str, detail: str) -> bool:
+    """A guardrail's verdict: promote ``version`` only while ``trial`` (canary, shadow) still names
+    it, in one transaction, so that two judges of one trial promote once. False if it no longer does."""
+    with ledger.engine.begin() as conn:
+        if not _drop(conn, pipeline, trial, by, "trial_ended", f"{version} promoted", version):
+            return False
+        _promote(conn, pipeline, version, by, detail)
+        return True
+
+
+def _promote(conn: Any, pipeline: str, version: str, by: str | None, detail: str | None) -> None:
+    _point(conn, pipeline, PRODUCTION, version, by=by, kind="promoted", detail=detail)
     for trial in (CANARY, SHADOW):
-        current = aliases(ledger, pipeline).get(trial)
-        if current is not None and current.version == record.version:
-            drop_alias(ledger, pipeline, trial, by=by, kind="trial_ended", detail=f"{record.version} promoted")
-    return alias
+        _drop(conn, pipeline, trial, by, "trial_ended", f"{version} promoted", version)
 
 
 def rollback(ledger: Ledger, pipeline: str, *, by: str | None = None, reason: str | None = None) -> Alias:
@@ -243,17 +237,57 @@ def drop_alias(
 ) -> bool:
     """Remove ``alias``; with ``version``, only while it still names that version, so that two
     judges of one canary (a server's watcher twice, or two servers) record one verdict."""
+    with ledger.engine.begin() as conn:
+        return _drop(conn, pipeline, alias, by, kind, detail, version)
+
+
+def _point(
+    conn: Any,
+    pipeline: str,
+    alias: str,
+    version: str,
+    *,
+    by: str | None,
+    weight: float | None = None,
+    options: dict[str, Any] | None = None,
+    kind: str,
+    detail: str | None,
+) -> None:
+    """Point ``alias`` at ``version`` (registered) inside the caller's transaction."""
+    old = conn.execute(
+        select(model_aliases).where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias)
+    ).first()
+    values = {
+        "version": version,
+        "weight": weight,
+        "options": json.dumps(options) if options else None,
+        "updated_at": time.time(),
+        "updated_by": by,
+    }
+    if old is None:
+        conn.execute(insert(model_aliases).values(pipeline=pipeline, alias=alias, previous=None, **values))
+    else:
+        previous = old.version if old.version != version else old.previous
+        conn.execute(
+            update(model_aliases)
+            .where(model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias)
+            .values(previous=previous, **values)
+        )
+    _event(conn, pipeline, kind, version, by, detail or f"{alias} -> {version}")
+
+
+def _drop(conn: Any, pipeline: str, alias: str, by: str | None, kind: str, detail: str, version: str | None) -> bool:
+    """Remove ``alias`` (only while it names ``version``, if given) inside the caller's transaction."""
     where = [model_aliases.c.pipeline == pipeline, model_aliases.c.alias == alias]
     if version is not None:
         where.append(model_aliases.c.version == version)
-    with ledger.engine.begin() as conn:
-        old = conn.execute(select(model_aliases).where(*where)).first()
-        if old is None:
-            return False
-        if conn.execute(delete(model_aliases).where(*where)).rowcount != 1:
-            return False  # another judge removed it between the two statements
-        _event(conn, pipeline, kind, old.version, by, detail or f"{alias} ({old.version}) removed")
-        return True
+    old = conn.execute(select(model_aliases).where(*where)).first()
+    if old is None:
+        return False
+    if conn.execute(delete(model_aliases).where(*where)).rowcount != 1:
+        return False  # another judge removed it between the two statements
+    _event(conn, pipeline, kind, old.version, by, detail or f"{alias} ({old.version}) removed")
+    return True
 
 
 def events(ledger: Ledger, pipeline: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -244,14 +244,15 @@ class Serving:
     def _act(self, name: str, role: str, alias: registry.Alias, action: str, why: str) -> None:
         if self.ledger is None:
             return
-        ended = (f"{role}_rolled_back", why) if action == "rollback" else ("trial_ended", f"{alias.version} promoted")
         try:
             # Only the judge that ends the trial acts on it (a promotion too), once.
-            decided = registry.drop_alias(
-                self.ledger, name, role, by="guardrails", kind=ended[0], detail=ended[1], version=alias.version
-            )
-            if decided and action != "rollback":
-                registry.promote(self.ledger, name, alias.version, by="guardrails", detail=why)
+            if action == "rollback":
+                kind = f"{role}_rolled_back"
+                decided = registry.drop_alias(
+                    self.ledger, name, role, by="guardrails", kind=kind, detail=why, version=alias.version
+                )
+            else:
+                decided = registry.promote_trial(self.ledger, name, role, alias.version, by="guardrails", detail=why)
         except Exception:
             log.exception("shoal: could not record the %s of %s %s", action, name, role)
             return
