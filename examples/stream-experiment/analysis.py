@@ -163,7 +163,11 @@ def steps(experiment: Experiment) -> list[dict[str, Any]]:
     for k, (mark, asked) in enumerate(experiment.profile.marks):
         end = experiment.profile.marks[k + 1][0] if k + 1 < len(experiment.profile.marks) else mark + experiment.step_s
         lo, hi = started + mark, started + end
-        inside = [(t, b, i) for t, b, i in sent if lo <= t < hi]
+        # Every send belongs to a step: one a little before the schedule's (median) start goes
+        # to the first, one a little after its end (a late write) to the last.
+        since = -math.inf if k == 0 else lo
+        until = math.inf if k + 1 == len(experiment.profile.marks) else hi
+        inside = [(t, b, i) for t, b, i in sent if since <= t < until]
         latency = [finished[i] - t for t, _, i in inside if i in finished]
         p50, p95 = np.percentile(latency, [50, 95]) if latency else (math.nan, math.nan)
         job = _cpu_cores(experiment.cpu, np.array([lo]), np.array([hi]))[0]
