@@ -30,8 +30,8 @@ class JobsCollector(Collector):
         family = _family()
         try:
             with self.ledger.engine.connect() as conn:
-                state = job_state(time.time())
-                rows = conn.execute(select(state, func.count()).group_by(state))
+                seen_as = job_state(time.time())  # a job whose coordinator is gone counts as interrupted
+                rows = conn.execute(select(seen_as, func.count()).group_by(seen_as))
                 found: dict[str, int] = {str(state): int(n) for state, n in rows}
         except SQLAlchemyError:
             return  # the ledger is unreachable: no figure is better than a wrong one
