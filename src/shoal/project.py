@@ -132,6 +132,17 @@ def _script_pipeline(file: Path, module_name: str, function: str) -> Pipeline:
     return pipeline
 
 
+def is_script(spec: str | Path) -> bool:
+    """Whether ``spec`` names a script's function (``script.py:main``) rather than a project folder."""
+    return _SCRIPT.match(str(spec)) is not None
+
+
+def folder_of(spec: str | Path) -> Path:
+    """The project folder ``spec`` names: a script's folder, or what `locate` finds."""
+    script = _SCRIPT.match(str(spec))
+    return Path(script["file"]).expanduser().resolve().parent if script else locate(spec)
+
+
 def locate(root: str | Path) -> Path:
     """A project's folder: the folder given, or the one holding the pipeline.py given."""
     folder = Path(root).expanduser().resolve()

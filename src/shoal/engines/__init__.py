@@ -14,6 +14,7 @@ from shoal.errors import ConfigError
 from shoal.wire import JobSpec, Report, WireItem
 
 if TYPE_CHECKING:
+    from shoal.engines.local import LocalEngine
     from shoal.project import Project
     from shoal.settings import RunSettings
 
@@ -131,6 +132,22 @@ class ShowsRunning(Protocol):
 ENGINES = ("local", "celery")
 
 
+def local_engine(
+    settings: RunSettings, spec: str, fingerprint: str, *, log_dir: Path | None = None, log_later: bool = False
+) -> LocalEngine:
+    """Workers on this machine for the project at ``spec`` (its folder, or script.py:function),
+    version ``fingerprint``; it need not be imported here (see shoal.prestart)."""
+    from shoal.engines.local import LocalEngine
+    from shoal.environments import project_environment
+    from shoal.project import folder_of
+
+    env = project_environment(folder_of(spec))
+    python_path = (str(env),) if env is not None else ()
+    return LocalEngine(
+        Path(spec), fingerprint, settings.workers, log_dir=log_dir, python_path=python_path, log_later=log_later
+    )
+
+
 def create_engine(
     settings: RunSettings, project: Project, *, log_dir: Path | None = None, log_later: bool = False
 ) -> Engine:
@@ -138,19 +155,7 @@ def create_engine(
     ``log_later``: its workers start before their log folder is known (see LocalEngine.log_to)."""
     name = settings.engine_name
     if name == "local":
-        from shoal.engines.local import LocalEngine
-        from shoal.environments import project_environment
-
-        env = project_environment(project.root)
-        python_path = (str(env),) if env is not None else ()
-        return LocalEngine(
-            Path(project.spec),
-            project.fingerprint,
-            settings.workers,
-            log_dir=log_dir,
-            python_path=python_path,
-            log_later=log_later,
-        )
+        return local_engine(settings, project.spec, project.fingerprint, log_dir=log_dir, log_later=log_later)
     if name == "celery":
         if not settings.broker_url:
             raise ConfigError("the celery engine needs a broker: --broker URL or SHOAL_BROKER_URL")

@@ -1,8 +1,11 @@
 """The embedded engine: worker processes on this machine, fed over pipes.
 
 Each worker is a fresh interpreter that imports only the worker runtime and the project, so it
-stays small and starts fast. A worker that hangs past the item timeout is killed; a worker that
-dies is replaced; either way the chunk it held is reported lost with the items it was running.
+stays small; or, where that makes no difference to it, a fork of this process, which skips the
+interpreter's start and shoal's imports (shoal.engines.forked).
+
+A worker that hangs past the item timeout is killed; a worker that dies is replaced; either way
+the chunk it held is reported lost with the items it was running.
 
 Each worker leads a process group of its own, and is killed as a group: a stage that forked a
 child (which may hold the worker's pipes open) leaves nothing behind. A worker's death is seen
@@ -35,6 +38,7 @@ from shoal._pipe import Receiver, Sender, wait
 from shoal.engines import Census, Chunk, ChunkLost, Event, ItemsDone, WorkerFailed, WorkerReady
 from shoal.engines._logs import Tail, log_name
 from shoal.engines._slots import SlotBoard
+from shoal.engines.forked import Forked, fork_is_safe, fork_worker
 from shoal.wire import Report
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ STOP_GRACE = 5.0  #: seconds a worker gets to exit after being asked
 @dataclass
 class _Worker:
     slot: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | Forked
     inbox: Sender  #: we write
     outbox: Receiver  #: we read
     exited: int | None  #: a pidfd, readable once the process has exited (None where Linux has none)
@@ -252,14 +256,18 @@ class LocalEngine:
         from_worker_r, from_worker_w = os.pipe()
         args = [str(to_worker_r), str(from_worker_w), str(self._board.path), str(slot), str(os.getpid())]
         args.append(str(self.log_dir or ""))  # it opens its own log file, once it knows its pid
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shoal.engines.local_worker", *args],
-            pass_fds=(to_worker_r, from_worker_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # stderr: ours, until it has its log (only a broken interpreter speaks)
-            start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only; killed as a group
-            env=self._environment(),
-        )
+        process: subprocess.Popen[bytes] | Forked
+        if self._may_fork():
+            process = fork_worker(args, (to_worker_r, from_worker_w))
+        else:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "shoal.engines.local_worker", *args],
+                pass_fds=(to_worker_r, from_worker_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # stderr: ours, until it has its log (only a broken interpreter speaks)
+                start_new_session=True,  # Ctrl-C at the terminal reaches the coordinator only; killed as a group
+                env=self._environment(),
+            )
         os.close(to_worker_r)
         os.close(from_worker_w)
         worker = _Worker(
@@ -273,6 +281,11 @@ class LocalEngine:
         )
         self._workers[slot] = worker
         worker.inbox.send(encode({"op": "start", "project": str(self.project), "fingerprint": self.fingerprint}))
+
+    def _may_fork(self) -> bool:
+        """Fork this process rather than start a fresh interpreter: only where the child would be
+        what a fresh one is (see shoal.engines.forked)."""
+        return not self.python_path and fork_is_safe()
 
     def _environment(self) -> dict[str, str] | None:
         if not self.python_path:
@@ -352,7 +365,7 @@ class LocalEngine:
                 _kill(worker.process)
 
 
-def _process_name(process: subprocess.Popen[bytes]) -> str:
+def _process_name(process: subprocess.Popen[bytes] | Forked) -> str:
     """host:pid, as the worker names itself (its name is known only once it speaks)."""
     return f"{os.uname().nodename}:{process.pid}"
 
@@ -363,7 +376,7 @@ def _output(worker: _Worker) -> dict[str, str]:
     return {_process_name(worker.process): text} if text else {}
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+def _kill(process: subprocess.Popen[bytes] | Forked) -> None:
     """SIGKILL a worker's process group: the worker and whatever its stages started."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
