@@ -34,16 +34,17 @@ def prestart(project: str | Path, inputs: Sequence[str] | None, flags: dict[str,
     The workers start before this process imports the project's code, so that a worker forked
     from it (shoal.engines.forked) has run none of that code: each imports it for itself, and its
     module-level state (a random generator, a connection, an open file) is its own, as in a fresh
-    interpreter. A script (``script.py:main``) is not imported here at all."""
+    interpreter. A script (``script.py:main``) is not imported here at all; its workers are fresh
+    interpreters (a fork would carry this process's import path, not the folder it was run in)."""
     if is_script(project):
         loaded = load_project(project)
         settings = settings_for(loaded, inputs, flags)
-        return Prestarted(loaded, settings, _workers(settings, loaded.spec, loaded.fingerprint))
+        return Prestarted(loaded, settings, _workers(settings, loaded.spec, loaded.fingerprint, fork=False))
     folder = locate(project)
     config = read_config(folder)
     digest = fingerprint(folder, config)
     settings = settings_for_config(folder, config, inputs, flags)
-    engine = _workers(settings, str(folder), digest)
+    engine = _workers(settings, str(folder), digest, fork=True)
     try:
         loaded = load_project(project)
     except BaseException:
@@ -55,14 +56,15 @@ def prestart(project: str | Path, inputs: Sequence[str] | None, flags: dict[str,
     if engine is not None:  # edited meanwhile: these workers would refuse the version loaded here
         engine.stop(kill=True)
     settings = settings_for(loaded, inputs, flags)
-    return Prestarted(loaded, settings, _workers(settings, loaded.spec, loaded.fingerprint))
+    return Prestarted(loaded, settings, _workers(settings, loaded.spec, loaded.fingerprint, fork=False))
 
 
-def _workers(settings: RunSettings, spec: str, digest: str) -> Engine | None:
-    """The local engine, started; None for an engine whose workers run elsewhere."""
+def _workers(settings: RunSettings, spec: str, digest: str, *, fork: bool) -> Engine | None:
+    """The local engine, started; None for an engine whose workers run elsewhere. ``fork``: no
+    project's code has run in this process, so its workers may be forked from it."""
     if settings.engine_name != "local":
         return None
-    engine = local_engine(settings, spec, digest, log_later=True)
+    engine = local_engine(settings, spec, digest, log_later=True, fork=fork)
     engine.start()
     return engine
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shoal.engines.forked import fork_is_safe
+from shoal.engines.forked import _exit_code, fork_is_safe
 from shoal.engines.local import LocalEngine
 from shoal.project import load_project
 from tests.conftest import MakeProject
@@ -23,13 +23,17 @@ from tests.helpers import read_results, shoal_cli
 pytestmark = pytest.mark.integration
 
 INTROSPECT = """
-import os, sys, time
+import logging, os, signal, sys, time
+from pathlib import Path
 import numpy as np
 import shoal
 
+logging.basicConfig(level=logging.INFO)  # the pipeline's own logging: not the shoal command's
+log = logging.getLogger("introspect")
 pipeline = shoal.Pipeline("introspect")
 IMPORTED_BY = os.getpid()  # module-level state: each worker's own, as in a fresh interpreter
 RNG = np.random.default_rng()
+CRASH_ONCE = os.environ.get("CRASH_ONCE")  # a file: the first worker to take item-0005 dies
 
 def target(fd):
     try:
@@ -40,6 +44,10 @@ def target(fd):
 @pipeline.stage()
 def look(item):
     time.sleep(0.05)  # long enough that both workers take chunks
+    if CRASH_ONCE and item.id.startswith("item-0005") and not Path(CRASH_ONCE).exists():
+        Path(CRASH_ONCE).write_text("crashed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    log.info("looked at %s", item.id)
     pipes = [fd for fd in os.listdir("/proc/self/fd") if target(fd).startswith("pipe:")]
     return {
         "pid": os.getpid(),
@@ -60,6 +68,10 @@ def _run(home: Path, project: Path, listing: Path, env: dict[str, str] | None = 
     return [row["result"] for row in read_results(out)]
 
 
+def _logged(home: Path) -> str:
+    return "".join(log.read_text() for log in (home / "out" / "logs").glob("*.log"))
+
+
 @pytest.mark.usefixtures("no_stray_workers")
 def test_forked_workers_look_like_workers_draw_their_own_numbers_and_hold_only_their_own_pipes(
     home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
@@ -75,6 +87,20 @@ def test_forked_workers_look_like_workers_draw_their_own_numbers_and_hold_only_t
     for key in ("draw", "module_draw"):
         draws = [r[key] for r in results]
         assert len(set(draws)) == len(draws), f"two forked workers drew the same random numbers ({key})"
+    assert _logged(home).count("INFO:introspect:looked at item-") == 40, "the pipeline's own logging was lost"
+
+
+@pytest.mark.usefixtures("no_stray_workers")
+def test_a_worker_replaced_during_the_run_is_a_fresh_interpreter(
+    home: Path, make_project: MakeProject, inputs: Callable[[int], Path]
+) -> None:
+    marker = home / "crashed"
+    results = _run(home, make_project(INTROSPECT), inputs(40), env={"CRASH_ONCE": str(marker)})
+    assert marker.exists(), "no worker was killed"
+    assert len(results) == 40
+    replacements = {r["pid"] for r in results if not r["forked"]}
+    assert replacements, "the replacement was forked from a coordinator that has run the project's code"
+    assert all(r["imported_by"] == r["pid"] for r in results)
 
 
 @pytest.mark.usefixtures("no_stray_workers")
@@ -111,3 +137,13 @@ def test_no_fork_beside_another_thread_after_a_projects_import_or_where_the_proj
         with_packages.stop()
     monkeypatch.setenv("SHOAL_WORKER_START", "spawn")
     assert not fork_is_safe()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "said"), [(None, 0, ""), (3, 3, ""), ("no model file", 1, "no model file\n")]
+)
+def test_sys_exit_in_a_forked_worker_ends_it_as_in_a_fresh_interpreter(
+    code: object, status: int, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_code(SystemExit(code)) == status
+    assert capsys.readouterr().err == said

@@ -133,10 +133,17 @@ ENGINES = ("local", "celery")
 
 
 def local_engine(
-    settings: RunSettings, spec: str, fingerprint: str, *, log_dir: Path | None = None, log_later: bool = False
+    settings: RunSettings,
+    spec: str,
+    fingerprint: str,
+    *,
+    log_dir: Path | None = None,
+    log_later: bool = False,
+    fork: bool = False,
 ) -> LocalEngine:
     """Workers on this machine for the project at ``spec`` (its folder, or script.py:function),
-    version ``fingerprint``; it need not be imported here (see shoal.prestart)."""
+    version ``fingerprint``; it need not be imported here (see shoal.prestart). ``fork``: the
+    first workers may be forked from this process, which has imported no project's code."""
     from shoal.engines.local import LocalEngine
     from shoal.environments import project_environment
     from shoal.project import folder_of
@@ -144,7 +151,13 @@ def local_engine(
     env = project_environment(folder_of(spec))
     python_path = (str(env),) if env is not None else ()
     return LocalEngine(
-        Path(spec), fingerprint, settings.workers, log_dir=log_dir, python_path=python_path, log_later=log_later
+        Path(spec),
+        fingerprint,
+        settings.workers,
+        log_dir=log_dir,
+        python_path=python_path,
+        log_later=log_later,
+        fork=fork,
     )
 
 

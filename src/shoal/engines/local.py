@@ -76,8 +76,10 @@ class LocalEngine:
         python_path: tuple[str, ...] = (),
         capacity: int | None = None,
         log_later: bool = False,
+        fork: bool = False,
     ) -> None:
         self.project = project
+        self.fork = fork  #: start()'s workers may be forked from this process (shoal.engines.forked)
         self.python_path = python_path  #: folders the processes import from first (a project's requirements)
         self.fingerprint = fingerprint
         self._size = max(1, workers)
@@ -112,7 +114,7 @@ class LocalEngine:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
             for slot in range(self._size):
-                self._spawn(slot)
+                self._spawn(slot, fork=self.fork)
 
     def log_to(self, folder: Path) -> None:
         """Workers started before their log folder was known (``log_later``) go on logging there,
@@ -250,14 +252,14 @@ class LocalEngine:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # --- internals -------------------------------------------------------------------------
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int, *, fork: bool = False) -> None:
         self._board.reset(slot)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         args = [str(to_worker_r), str(from_worker_w), str(self._board.path), str(slot), str(os.getpid())]
         args.append(str(self.log_dir or ""))  # it opens its own log file, once it knows its pid
         process: subprocess.Popen[bytes] | Forked
-        if self._may_fork():
+        if fork and self._may_fork():
             process = fork_worker(args, (to_worker_r, from_worker_w))
         else:
             process = subprocess.Popen(
