@@ -117,7 +117,7 @@ def _install(requirements: Path, target: Path, label: str, wheels: str | None, w
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [*command, "-r", str(requirements)],
+            [*command, "-r", str(requirements.resolve())],  # resolved: uv runs in the project's folder
             cwd=requirements.parent,  # paths in the file (wheels shipped in the project) are the project's
             capture_output=True,
             text=True,
