@@ -529,19 +529,22 @@ def wait_ready(port: int, names: list[str], process: subprocess.Popen[bytes], ti
 
 
 def bentoml_python() -> Path:
-    """A virtual environment with BentoML and the models' packages, made once under bench/out."""
+    """A virtual environment with BentoML and the models' packages under bench/out, made again
+    when ``BENTOML`` changes (its pins are what the comparison is fair with)."""
     from shoal.environments import pip_settings_for_uv
 
     venv = OUT / "bentoml-venv"
     python = venv / "bin" / "python"
-    if (venv / ".complete").exists():
+    complete, wanted = venv / ".complete", "\n".join(BENTOML)
+    if complete.is_file() and complete.read_text() == wanted:
         return python
     from uv import find_uv_bin
 
+    shutil.rmtree(venv, ignore_errors=True)
     env = {**pip_settings_for_uv(), **os.environ}
     subprocess.run([find_uv_bin(), "venv", "--python", sys.executable, str(venv)], check=True, env=env)
     subprocess.run([find_uv_bin(), "pip", "install", "--python", str(python), *BENTOML], check=True, env=env)
-    (venv / ".complete").touch()
+    complete.write_text(wanted)
     return python
 
 

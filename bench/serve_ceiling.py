@@ -1,5 +1,5 @@
-"""What an ideal server would reach: the p99 latency of one replica with no overhead and no noise
-at shares of a model's offline limit, under the Poisson load bench/serve.py offers.
+"""What an ideal server would reach: the p99 latency of one replica with no noise and no cost beyond
+the model's own, at shares of its offline limit, under the Poisson load bench/serve.py offers.
 
     python bench/serve_ceiling.py --limit 111.8 --fixed-ms 10
 
@@ -7,9 +7,10 @@ A model, not a measurement: it tells how far ``embed_saturation_ratio`` (through
 500 ms over the offline limit) can go at all. Requests (one sentence each, lengths drawn from
 bench/serve.py's corpus) arrive at Poisson times; whenever the replica is free it takes every
 waiting sentence up to 64 or 8,000 characters (the example's shoal.toml), and a batch takes
-``fixed`` seconds plus each sentence's share of 1/limit, in proportion to its length (a packed
-batch costs its tokens, not its count). Past about 0.85 of the limit the queue's bursts alone
-push p99 past 500 ms, however fast the server is around the model. Last line: JSON.
+``fixed`` seconds (the model's cost per call beyond the limit's share of it: small passes use
+the CPU less well) plus each sentence's share of 1/limit, in proportion to its length (a packed
+batch costs its tokens, not its count). With 5-10 ms of it, p99 passes 500 ms between 0.85 and
+0.9 of the limit from the queue's bursts alone. Last line: JSON.
 """
 
 from __future__ import annotations

