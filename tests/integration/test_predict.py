@@ -166,6 +166,38 @@ def test_overload_is_a_429_with_retry_after_and_a_deadline_a_504(server: LiveSer
         assert "deadline of 0.001 s" in slow.json()["detail"]
 
 
+def test_a_request_expected_past_the_latency_slo_is_refused_at_once(
+    make_project: MakeProject, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With latency_slo_ms, a request that would wait behind too many batches is a 429 naming the
+    objective at once, not a late answer; those taken are all answered, and a request that finds
+    nothing ahead of it is taken however large."""
+    monkeypatch.setenv("ECHO_BATCH_S", "0.05")
+    toml = SERVE.format(queue=1024) + "latency_slo_ms = 150\n"
+    with contextlib.ExitStack() as stack:
+        live = LiveServer(projects=[make_project(PIPELINE, toml=toml)])
+        stack.enter_context(contextlib.contextmanager(running)(live))
+        client = stack.enter_context(live.client())
+        for size in (1, 16, 1, 16):  # two batch sizes: the batch time is fitted (about 50 ms each)
+            assert _predict(client, {"inputs": [{"data": "warm"}] * size}).status_code == 200
+        large = _predict(client, {"inputs": [{"data": "x"}] * 64})  # four batches, 200 ms: alone, taken
+        assert large.status_code == 200, large.text
+
+        def one(n: int) -> httpx.Response:
+            with live.client() as own:
+                return _predict(own, {"inputs": [{"data": f"text {n}"}] * 16})
+
+        with ThreadPoolExecutor(24) as clients:
+            answers = list(clients.map(one, range(24)))
+    refused = [a for a in answers if a.status_code == 429]
+    taken = [a for a in answers if a.status_code != 429]
+    assert refused, "24 requests of a batch each at once: most would wait past 150 ms"
+    assert taken, "the first finds nothing ahead of it"
+    assert all(a.status_code == 200 and all(o["ok"] for o in a.json()["outputs"]) for a in taken)
+    assert "past latency_slo_ms 150" in refused[0].json()["detail"]
+    assert int(refused[0].headers["Retry-After"]) >= 1
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [

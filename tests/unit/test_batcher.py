@@ -85,3 +85,38 @@ def test_the_arrival_rate_is_estimated_from_the_mean_gap() -> None:
     assert 0.5 / mean < batcher.rate < 2 / mean  # 1/gap averaged would be dominated by the tiny ones
     batcher.add(_waiting(*[now + 0.3] * 10))  # one request of ten inputs: ten inputs in 0.3 s
     assert batcher.rate > 1 / mean
+
+
+def _timed(policy: BatchPolicy) -> Batcher:
+    batcher = Batcher(policy)
+    for size in (1, 4, 8):  # t(n) = 20 ms + 10 ms * n
+        batcher.measured(size, 0.020 + 0.010 * size)
+    return batcher
+
+
+def test_the_expected_answer_time_counts_the_batches_ahead_and_those_joining() -> None:
+    batcher = _timed(BatchPolicy(max_batch_size=8, max_queue=100))
+    assert batcher.expected_s(1, [0.0]) == 0.030  # idle: a batch of one
+    batcher.add(_waiting(*[1.0] * 10))  # two batches: 8, then 2 and this request's 3
+    assert abs((batcher.expected_s(3, [0.05]) or 0) - (0.05 + 0.100 + 0.070)) < 1e-9
+    # Two replicas: the full batch goes to the first free, this request's to the other.
+    assert abs((batcher.expected_s(3, [0.05, 0.08]) or 0) - (0.08 + 0.070)) < 1e-9
+    # 29 inputs, four batches: A 0.05-0.15, B 0.08-0.18, A 0.15-0.25, and its last (5) on B.
+    assert abs((batcher.expected_s(3 + 16, [0.05, 0.08]) or 0) - (0.08 + 0.100 + 0.070)) < 1e-9
+    # With 100 inputs a second arriving, the 0.15 s before its batch starts bring 15 more: full.
+    batcher.add(_waiting(*[1.0 + k / 100 for k in range(1, 20)]))
+    assert batcher.rate > 50
+    batcher.waiting.clear()
+    batcher.add(_waiting(*[2.0] * 10))
+    assert (batcher.expected_s(3, [0.05]) or 0) > 0.05 + 0.100 + 0.070
+
+
+def test_a_request_expected_past_the_slo_is_refused_unless_nothing_is_ahead() -> None:
+    batcher = _timed(BatchPolicy(max_batch_size=8, max_queue=100, latency_slo_ms=200))
+    assert batcher.refuses(40, [0.0]) is None  # nothing ahead: taken, however large
+    assert batcher.refuses(1, [0.1]) is None  # 100 ms left + 30 ms
+    batcher.add(_waiting(*[1.0] * 16))
+    expected = batcher.refuses(1, [0.1])  # 100 ms left + two full batches of 100 ms + its own 30
+    assert expected is not None
+    assert abs(expected - 0.330) < 1e-9
+    assert Batcher(BatchPolicy(max_batch_size=8)).refuses(1, [5.0]) is None  # no SLO: only max_queue

@@ -13,6 +13,12 @@ The rules, in order, each time a replica is idle:
   and inputs arrive fast enough to fill the batch before the latency budget runs out; a lone
   request on an idle replica is therefore never held back.
 
+Admission: with ``latency_slo_ms`` set, a request whose answer is expected later than that is
+refused at once (429) rather than answered late, so the requests taken keep to it under any
+load. The expectation is the batches ahead of the request, spread over the replicas as they
+come free, then its own batch, grown by the inputs expected to join it while it waits, all
+timed by the fitted t(n). A request that finds nothing ahead of it is always taken.
+
 The batcher is pure bookkeeping (no threads, no clock of its own): the pool calls it with the
 time, which keeps it exact to test.
 """
@@ -36,6 +42,7 @@ class BatchPolicy:
     max_batch_cost: float | None = None  #: a batch's cost limit, by ``cost`` (total text length, pixels)
     cost: Callable[[Any], float] | None = None  #: an input's cost; None: each counts 1
     adaptive: bool = True  #: False: a fixed window, always held until full or max_latency_ms (to compare)
+    latency_slo_ms: float | None = None  #: refuse (429) a request expected to be answered later than this
 
 
 @dataclass
@@ -116,6 +123,33 @@ class Batcher:
     def rate(self) -> float:
         """Inputs per second lately (0 before two requests)."""
         return 0.0 if self._gap is None else 1 / max(self._gap, 1e-6)
+
+    def expected_s(self, count: int, busy: list[float]) -> float | None:
+        """Seconds until a request of ``count`` inputs queued now would be answered; None before
+        batch times are known. ``busy``: each replica's seconds left on the batch it runs (0 idle)."""
+        fitted = self.times.fit()
+        if fitted is None or not busy:
+            return None
+        a, b = fitted
+        size = self.policy.max_batch_size
+        total = len(self.waiting) + count
+        ahead = math.ceil(total / size) - 1  #: full batches before the one that ends the request
+        # The batches ahead go to the replicas in turn as they come free (exact while the
+        # replicas' time left differs by less than a full batch's).
+        rounds, first = divmod(ahead, len(busy))
+        start = sorted(busy)[first] + rounds * (a + b * size)
+        joining = self.rate * start  #: inputs arriving meanwhile, which ride in the same batch
+        last = min(size, total - ahead * size + joining)
+        return start + a + b * last
+
+    def refuses(self, count: int, busy: list[float]) -> float | None:
+        """The expected seconds to answer, where that passes ``latency_slo_ms`` with work ahead
+        of the request; None where the request is taken."""
+        slo = self.policy.latency_slo_ms
+        if slo is None or (not self.waiting and not any(busy)):
+            return None
+        expected = self.expected_s(count, busy)
+        return expected if expected is not None and expected > slo / 1000 else None
 
     def expired(self, now: float) -> list[Waiting]:
         """Inputs past their deadline, taken out of the queue."""

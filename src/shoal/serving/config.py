@@ -23,6 +23,7 @@ class ServeConfig:
     max_latency_ms: float = 10.0
     max_queue: int = 1024
     timeout_ms: float = 30_000.0  #: a request's deadline unless it asks for less
+    latency_slo_ms: float | None = None  #: refuse (429) at once a request expected to be answered later
     cost_field: str | None = None  #: batch by the total length of this meta field, or "bytes" (file size)
     max_batch_cost: float | None = None
     swap: str = "beside"  #: "rolling": a new version replaces the old replica by replica (memory for one more)
@@ -43,13 +44,21 @@ class ServeConfig:
             raise ConfigError(f"{project.root}/shoal.toml [serve] swap: beside or rolling, not {config.swap!r}")
         if config.replicas < 0 or config.max_batch_size < 1 or config.max_queue < 1 or config.timeout_ms <= 0:
             raise ConfigError(f"{project.root}/shoal.toml [serve]: replicas >= 0, max_batch_size, max_queue >= 1")
+        if config.latency_slo_ms is not None and config.latency_slo_ms <= 0:
+            raise ConfigError(f"{project.root}/shoal.toml [serve] latency_slo_ms: above 0, not {config.latency_slo_ms}")
         return config
 
     def policy(self) -> BatchPolicy:
         field = self.cost_field
         cost = None if field is None else _file_size if field == "bytes" else _text_length(field)
         return BatchPolicy(
-            self.max_batch_size, self.max_latency_ms, self.max_queue, self.max_batch_cost, cost, self.adaptive
+            self.max_batch_size,
+            self.max_latency_ms,
+            self.max_queue,
+            self.max_batch_cost,
+            cost,
+            self.adaptive,
+            self.latency_slo_ms,
         )
 
 

@@ -106,6 +106,7 @@ class Traffic:
 class _Sent:
     entries: dict[str, Waiting]  #: by the item id the replica knows
     sent: float
+    size: int
 
 
 class ReplicaPool:
@@ -171,6 +172,9 @@ class ReplicaPool:
                 raise ServingUnavailableError(self.failure)
             if self.batcher.room() < len(inputs):
                 raise OverloadedError(self._overload_reason(len(inputs)), self._drain_estimate())
+            expected = self.batcher.refuses(len(inputs), self._busy(now))
+            if expected is not None:
+                raise OverloadedError(self._slo_reason(expected), expected - self.policy.latency_slo_ms / 1000)
             cost = self.policy.cost
             self.batcher.add(
                 [Waiting(now, (request, n, wire), _cost(cost, wire), request.deadline) for n, wire in enumerate(inputs)]
@@ -232,6 +236,18 @@ class ReplicaPool:
             f"pipeline {self.project.pipeline.name!r} is overloaded: {len(self.batcher)} inputs wait "
             f"(the limit is {self.policy.max_queue}) and this request brings {asked}; try again shortly"
         )
+
+    def _slo_reason(self, expected: float) -> str:
+        return (
+            f"pipeline {self.project.pipeline.name!r} is overloaded: this request would be answered in about "
+            f"{expected * 1000:.0f} ms ({len(self.batcher)} inputs wait), past latency_slo_ms "
+            f"{self.policy.latency_slo_ms:g}; try again shortly"
+        )
+
+    def _busy(self, now: float) -> list[float]:
+        """Each ready replica's seconds left on the batch it runs, by the fitted batch time."""
+        left = [max(s.sent + (self.batcher.times.predict(s.size) or 0.0) - now, 0.0) for s in self._sent.values()]
+        return left + [0.0] * max(self.ready_count - len(left), 0) or [0.0]
 
     def _drain_estimate(self) -> float:
         per_batch = self.batcher.times.predict(self.policy.max_batch_size) or 0.1
@@ -306,7 +322,7 @@ class ReplicaPool:
                 entries[item_id] = entry
                 items.append({**entry.payload[2], "id": item_id})
             chunk = Chunk(next(self._chunks), self.spec, items)
-            self._sent[chunk.id] = _Sent(entries, now)
+            self._sent[chunk.id] = _Sent(entries, now, len(entries))
             self.engine.submit(chunk)
             if self.metrics is not None:
                 self.metrics.batch_size.labels(*self._labels).observe(len(batch))
