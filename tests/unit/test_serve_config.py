@@ -37,6 +37,6 @@ def test_the_table_sets_the_batch_policy_and_the_pipeline_sets_its_batch_size(ma
 )
 def test_bad_settings_are_named(make_project: MakeProject, table: str, words: str) -> None:
     project = load_project(make_project(PIPELINE, toml=f"[serve]\n{table}\n"))
-    with pytest.raises(ConfigError, match="shoal.toml \\[serve\\]") as raised:
+    with pytest.raises(ConfigError, match=r"shoal\.toml \[serve\]") as raised:
         ServeConfig.of(project)
     assert words in str(raised.value)

@@ -174,7 +174,7 @@ class ReplicaPool:
                 raise OverloadedError(self._overload_reason(len(inputs)), self._drain_estimate())
             expected = self.batcher.refuses(len(inputs), self._busy(now))
             if expected is not None:
-                raise OverloadedError(self._slo_reason(expected), expected - self.policy.latency_slo_ms / 1000)
+                raise OverloadedError(self._slo_reason(expected), expected - (self.policy.latency_slo_ms or 0) / 1000)
             cost = self.policy.cost
             self.batcher.add(
                 [Waiting(now, (request, n, wire), _cost(cost, wire), request.deadline) for n, wire in enumerate(inputs)]
