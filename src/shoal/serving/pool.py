@@ -172,9 +172,9 @@ class ReplicaPool:
                 raise ServingUnavailableError(self.failure)
             if self.batcher.room() < len(inputs):
                 raise OverloadedError(self._overload_reason(len(inputs)), self._drain_estimate())
-            expected = self.batcher.refuses(len(inputs), self._busy(now))
-            if expected is not None:
-                raise OverloadedError(self._slo_reason(expected), expected - (self.policy.latency_slo_ms or 0) / 1000)
+            slo = self.policy.latency_slo_ms
+            if slo is not None and (expected := self.batcher.refuses(len(inputs), self._busy(now))) is not None:
+                raise OverloadedError(self._slo_reason(expected), expected - slo / 1000)
             cost = self.policy.cost
             self.batcher.add(
                 [Waiting(now, (request, n, wire), _cost(cost, wire), request.deadline) for n, wire in enumerate(inputs)]
@@ -246,7 +246,8 @@ class ReplicaPool:
 
     def _busy(self, now: float) -> list[float]:
         """Each ready replica's seconds left on the batch it runs, by the fitted batch time."""
-        left = [max(s.sent + (self.batcher.times.predict(s.size) or 0.0) - now, 0.0) for s in self._sent.values()]
+        a, b = self.batcher.times.fit() or (0.0, 0.0)  # fitted once, not once per running batch
+        left = [max(s.sent + a + b * s.size - now, 0.0) for s in self._sent.values()]
         return left + [0.0] * max(self.ready_count - len(left), 0) or [0.0]
 
     def _drain_estimate(self) -> float:
