@@ -64,7 +64,11 @@ def _predict(client: httpx.Client, body: dict[str, object]) -> httpx.Response:
 
 def test_answers_come_in_request_order_with_failures_per_input(server: LiveServer, tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("a file of six words here")
+    uploads = Path(os.environ["SHOAL_HOME"]) / "serving" / "echo" / "uploads"
     with server.client() as client:
+        alone = _predict(client, {"inputs": [{"meta": {"text": "no file here"}}]})
+        assert alone.json()["outputs"][0]["result"]["words"] == 3
+        assert not uploads.exists()  # inputs in meta need no folder of their own on disk
         response = _predict(
             client,
             {
@@ -91,6 +95,7 @@ def test_answers_come_in_request_order_with_failures_per_input(server: LiveServe
         multipart = client.post("/api/v1/pipelines/echo/predict", files=files, timeout=60)
         assert multipart.status_code == 200, multipart.text
         assert [o["result"]["words"] for o in multipart.json()["outputs"]] == [2, 3]
+        assert uploads.is_dir() and not list(uploads.iterdir())  # each request's files went with it
 
         status = client.get("/api/v1/pipelines/echo/serving").json()
         assert status["active"]["ready"] == 1

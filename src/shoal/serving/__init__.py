@@ -329,7 +329,12 @@ class Serving:
         return found
 
     def record(
-        self, pool: ReplicaPool, inputs: list[WireItem], outputs: list[dict[str, Any]], seconds: float, folder: Path
+        self,
+        pool: ReplicaPool,
+        inputs: list[WireItem],
+        outputs: list[dict[str, Any]],
+        seconds: float,
+        folder: Path | None,
     ) -> None:
         """Keep the answered inputs in the request log, where the version's [serve] asks for it."""
         if self.requests is not None and ServeConfig.of(pool.project).log_requests:

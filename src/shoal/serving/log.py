@@ -44,15 +44,15 @@ class PredictionLog:
         inputs: list[dict[str, Any]],
         outputs: list[dict[str, Any]],
         latency_s: float,
-        uploaded: Path,
+        uploaded: Path | None,
     ) -> None:
         """Queue one request's inputs and answers; files under ``uploaded`` (the request's own,
-        removed after it) are kept by content first."""
+        removed after it; None where it stored none) are kept by content first."""
         now = time.time()
         for given, output in zip(inputs, outputs, strict=True):
             kept = {k: given[k] for k in ("meta", "uri") if given.get(k) is not None}
             uri = given.get("uri")
-            if uri is not None and Path(uri).is_relative_to(uploaded):
+            if uri is not None and uploaded is not None and Path(uri).is_relative_to(uploaded):
                 kept["uri"] = str(self._keep(pipeline, Path(uri)))
             self._rows.put(
                 {
