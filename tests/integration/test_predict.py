@@ -95,7 +95,8 @@ def test_answers_come_in_request_order_with_failures_per_input(server: LiveServe
         multipart = client.post("/api/v1/pipelines/echo/predict", files=files, timeout=60)
         assert multipart.status_code == 200, multipart.text
         assert [o["result"]["words"] for o in multipart.json()["outputs"]] == [2, 3]
-        assert uploads.is_dir() and not list(uploads.iterdir())  # each request's files went with it
+        assert uploads.is_dir()
+        assert not list(uploads.iterdir())  # each request's files went with it
 
         status = client.get("/api/v1/pipelines/echo/serving").json()
         assert status["active"]["ready"] == 1
