@@ -41,9 +41,9 @@ Steps, all in the same run:
    over the same limit): the grid's steps are 5-10% of the offline figure apart, so each system
    then runs twice more, each time halfway between its best level within that bound and the
    next one past it, or a quarter below its lowest where none met it (the systems still taking
-   turns). ``ratio_vs_bentoml`` = shoal's sustained
-   throughput over BentoML's (target >= 1.2); ``..._at_saturation`` compares the two under the
-   saturation bound (answers' p99 <= 500 ms, any share refused: BentoML's 503).
+   turns). ``ratio_vs_bentoml`` = shoal's sustained throughput over BentoML's (target >= 1.2);
+   ``..._at_saturation`` compares the two under the saturation bound (answers' p99 <= 500 ms,
+   any share refused: BentoML's 503).
 5. **Swaps under load**: shoal adaptive on the MLP at 50% load, with requests of 1-3 rows; the
    project's code is edited ``--swaps`` times (a version constant, and a 2 s sleep in setup()
    so each new version takes a while to load). ``failed_during_swaps`` counts requests not
@@ -920,9 +920,7 @@ async def saturate(
             show("embed", f"{system} (sat)", result)
             levels[system].append(result)
             measured.append(result)
-        print(f"  offline round: {offline.round():.1f} sentences/s", flush=True)
-        for result in measured[-len(chosen) :]:
-            result.extra["offline_either_side"] = [round(x, 1) for x in offline.rounds[-2:]]
+        _round_after(offline, measured[-len(chosen) :])
     for step in range(REFINE_STEPS):  # each system's own bound, closer than the grid's steps
         rates: dict[str, float] = {s: r for s in chosen if (r := refine_between(levels[s])) is not None}
         if not rates:
@@ -933,9 +931,7 @@ async def saturate(
             result.extra["refined"] = True
             show("embed", f"{system} (sat+)", result)
             levels[system].append(result)
-        print(f"  offline round: {offline.round():.1f} sentences/s", flush=True)
-        for result in refined.values():
-            result.extra["offline_either_side"] = [round(x, 1) for x in offline.rounds[-2:]]
+        _round_after(offline, list(refined.values()))
     limit = statistics.median(offline.rounds)
     figures["embed_offline_limit"] = round(limit, 1)
     figures["embed_offline_rounds"] = [round(x, 1) for x in offline.rounds]
@@ -974,6 +970,13 @@ async def saturate(
     elif "bentoml" in levels:
         figures["ratio_vs_bentoml"] = None
         figures.setdefault("notes_embed", []).append("ratio_vs_bentoml: a system met no level within the bound")
+
+
+def _round_after(offline: Offline, results: list[Level]) -> None:
+    """One more offline round, after ``results``: each keeps the two rounds either side of it."""
+    print(f"  offline round: {offline.round():.1f} sentences/s", flush=True)
+    for result in results:
+        result.extra["offline_either_side"] = [round(x, 1) for x in offline.rounds[-2:]]
 
 
 def main() -> None:
